@@ -1,0 +1,164 @@
+// The GPT of pelab: configuration, parameter and activation layout, forward and backward.
+//
+// Parameters, their gradients and the activations each live in one contiguous buffer; the
+// structs below are named pointers into them. Every learned tensor is also listed in a table
+// (TensorInfo) under its PyTorch state_dict key, which is what checkpoints, the optimiser and
+// the PyTorch cross-check iterate over.
+#ifndef PELAB_GPT_H
+#define PELAB_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pe.h"
+
+#define GPT_MAX_LAYERS 64
+#define GPT_MAX_TENSORS (16 * GPT_MAX_LAYERS + 16)
+
+typedef enum { NORM_PRE = 0, NORM_POST = 1 } NormPlacement;
+typedef enum { ACT_GELU = 0, ACT_RELU = 1 } Activation;
+
+typedef struct GPTConfig {
+    int vocab_size;  // V, set by the task
+    int seq_len;     // T, the context: longest sequence a batch may hold
+    int n_layer;     // L
+    int n_embd;      // C
+    int n_head;      // H; head dim d = C / H
+    int ffn_dim;     // F, MLP width (default 4C)
+    float dropout;   // p on embeddings, attention probabilities and both residual branches
+    NormPlacement norm;
+    Activation act;
+    const PositionalEncoding *pe;
+    PEOptions pe_opt;
+} GPTConfig;
+
+// Checks a config; returns NULL when it is valid, else a message naming the problem and fix.
+const char *gpt_config_check(const GPTConfig *c);
+
+typedef struct {
+    char name[64];   // state_dict key, e.g. "blocks.0.attn.qkv.weight"
+    size_t offset;   // into the parameter (and gradient, and optimiser) buffers
+    size_t size;
+    int ndim;
+    int shape[3];
+    int weight_decay;  // AdamW decays matrices and embeddings, not biases or LayerNorm gains
+    int trainable;     // 0: frozen (no gradient products, no update, no optimiser state)
+} TensorInfo;
+
+typedef struct {
+    float *ln1w, *ln1b;          // [C]
+    float *qkvw, *qkvb;          // [3C, C], [3C]: rows q, then k, then v
+    float *attprojw, *attprojb;  // [C, C], [C]
+    float *ln2w, *ln2b;          // [C]
+    float *fcw, *fcb;            // [F, C], [F]
+    float *fcprojw, *fcprojb;    // [C, F], [C]
+    float *pe;                   // this layer's PE tensor(s) (per-layer encodings), else NULL
+} LayerParams;
+
+typedef struct {
+    float *wte;         // [V, C], also the output head (tied)
+    float *pe_shared;   // the PE's shared tensor(s) (abs: wpe [T, C]), else NULL
+    float *lnfw, *lnfb; // [C], pre-norm only, else NULL
+    LayerParams layer[GPT_MAX_LAYERS];
+} ParameterTensors;
+
+// One layer's activations. What ln1/ln2 normalise depends on the norm placement:
+//   pre:  ln1 = LN(x), res2 = x + attn(ln1), ln2 = LN(res2), res3 = res2 + mlp(ln2), out = res3
+//   post: res2 = x + attn(x), ln1 = LN(res2), res3 = ln1 + mlp(ln1), ln2 = LN(res3), out = ln2
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd;  // [B, T, C], [B, T], [B, T]
+    float *qkv;                        // [B, T, 3C] after the PE's qk transform
+    float *att;                        // [B, H, T, T] softmax probabilities (before dropout)
+    float *atty;                       // [B, T, C] attention output, heads concatenated
+    float *attproj;                    // [B, T, C] after the projection and dropout
+    float *res2;                       // [B, T, C]
+    float *ln2, *ln2_mean, *ln2_rstd;  // [B, T, C], [B, T], [B, T]
+    float *fch;                        // [B, T, F] before the activation
+    float *fch_act;                    // [B, T, F]
+    float *fcproj;                     // [B, T, C] after the projection and dropout
+    float *res3;                       // [B, T, C]
+    float *pe;                         // [B, H, score_act_size] PE score activations, or NULL
+} LayerActs;
+
+typedef struct {
+    float *encoded;                    // [B, T, C] embeddings (+ PE) after dropout
+    LayerActs layer[GPT_MAX_LAYERS];
+    float *lnf, *lnf_mean, *lnf_rstd;  // [B, T, C], [B, T], [B, T] (pre-norm only)
+    float *logits;                     // [B, T, V]
+    float *probs;                      // [B, T, V] softmax of the logits
+    float *losses;                     // [B, T] per-position loss, 0 where not scored
+} ActivationTensors;
+
+// Gradients of activations that backward needs, reused by every layer.
+typedef struct {
+    float *dres;     // [B, T, C] gradient w.r.t. the current residual stream
+    float *dbuf1;    // [B, T, C]
+    float *dbuf2;    // [B, T, C]
+    float *dqkv;     // [B, T, 3C]
+    float *dfch;     // [B, T, F]
+    float *dlogits;  // [B, T, V]
+} GradScratch;
+
+typedef struct {
+    GPTConfig config;
+    int max_batch;  // B the buffers were sized for (T up to config.seq_len)
+
+    TensorInfo tensors[GPT_MAX_TENSORS];
+    int n_tensors;
+    size_t num_parameters;
+    float *params_memory;
+    float *grads_memory;
+    ParameterTensors params;
+    ParameterTensors grads;
+
+    size_t num_activations;
+    float *acts_memory;
+    ActivationTensors acts;
+
+    float *scratch_memory;
+    GradScratch scratch;
+    // Attention work space: per thread, two [T, T] matrices (dropped probabilities, score
+    // gradients), and a private copy of the PE tensor gradients for the score hooks.
+    float *att_work;
+    size_t att_work_per_thread;
+    float *pe_grad_work;
+    size_t pe_grad_size;
+    int n_threads;
+
+    // Set by gpt_forward, read by gpt_backward and the evaluators.
+    int B, T;
+    const int32_t *inputs;   // [B, T]
+    const int32_t *targets;  // [B, T], -1 where not scored
+    int n_scored;
+    float mean_loss;
+    int training;            // dropout on
+    uint64_t dropout_key;
+} GPT;
+
+// Allocates every buffer for batches of up to max_batch sequences of up to config.seq_len.
+// Returns 0, or -1 with a message in err.
+int gpt_build(GPT *model, const GPTConfig *config, int max_batch, char *err, size_t errlen);
+void gpt_free(GPT *model);
+
+// GPT-2 style initialisation: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2L),
+// zero biases, unit LayerNorm gains; PE tensors as they declare.
+void gpt_init(GPT *model, uint64_t seed);
+
+// Looks a tensor up by state_dict key; NULL if absent.
+const TensorInfo *gpt_tensor(const GPT *model, const char *name);
+
+// Forward over a batch of B sequences of length T (B <= max_batch, T <= seq_len). targets -1
+// are not scored; mean_loss is the mean cross-entropy over scored positions (0 if none).
+// training turns dropout on, with masks drawn from dropout_key (same key, same masks).
+// Returns mean_loss.
+float gpt_forward(GPT *model, const int32_t *inputs, const int32_t *targets, int B, int T,
+                  int training, uint64_t dropout_key);
+void gpt_zero_grad(GPT *model);
+// Accumulates d(mean_loss)/d(parameters) into grads_memory (frozen tensors excluded).
+void gpt_backward(GPT *model);
+
+// Analytic FLOPs of one forward + backward at (B, T), matrix products and attention; used by
+// the benchmark to report achieved GFLOP/s.
+double gpt_flops_per_step(const GPTConfig *c, int B, int T);
+
+#endif

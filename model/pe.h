@@ -1,0 +1,87 @@
+// Positional encodings: one interface, one file per encoding, one table (pe_table.c).
+//
+// An encoding may act at any of three places of the model, by filling the matching hooks:
+//   embed: adds a [T, C] position signal to the token embeddings (abs, sin);
+//   qk:    transforms q and k in place before the dot product (rope);
+//   score: adds its term to the [T, T] score matrix of one (batch, head) before the softmax
+//          (rel, t5, alibi, cope); it sees q and k, may keep per-(batch, head) activations
+//          for its backward, and its backward may add to dq and dk (cope's gate path).
+// Hooks left NULL are skipped. Learned tables are declared as tensors (shared by all layers or
+// one per layer) so that the model allocates, initialises, checkpoints and optimises them
+// like every other parameter.
+#ifndef PELAB_PE_H
+#define PELAB_PE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct GPTConfig;
+
+// Knobs of the encodings that have any; each encoding reads only its own.
+typedef struct {
+    float rope_base;  // rope, MoICE first base: theta_m = base^(-2m/d)
+    int rel_npos;     // rel: table rows; distances >= rel_npos use the last row
+    int cope_npos;    // cope: positions clamp to cope_npos - 1; 0 means T + 1
+} PEOptions;
+
+typedef enum { PE_INIT_ZERO, PE_INIT_NORMAL } PEInit;
+
+typedef struct {
+    const char *name;  // state_dict key; "%d" is replaced by the layer for per-layer tensors
+    int per_layer;     // 1: one tensor per layer ("blocks.%d...."), 0: one shared tensor
+    int ndim;
+    int shape[3];
+    PEInit init;
+    float init_std;    // for PE_INIT_NORMAL
+    int weight_decay;  // 1 if AdamW's decoupled decay applies
+} PETensorSpec;
+
+// What a score hook needs to know about the layer it runs in.
+typedef struct {
+    const struct GPTConfig *config;
+    int layer;
+    int T;              // sequence length of this batch (<= config->seq_len)
+    int qkv_stride;     // floats between consecutive positions of q (and of k): 3C
+    const float *params;  // this layer's PE tensor (per-layer) or the shared one; NULL if none
+} PEContext;
+
+#define PE_MAX_TENSORS 4
+
+typedef struct PositionalEncoding {
+    const char *name;
+    const char *summary;
+
+    // Learned tensors: fills specs, returns how many (0..PE_MAX_TENSORS).
+    int (*tensors)(const struct GPTConfig *c, PETensorSpec *specs);
+    // Longest sequence the encoding can represent (abs: its table); 0 means unlimited.
+    int (*max_len)(const struct GPTConfig *c);
+
+    // embed site. h0: [B, T, C] token embeddings to add to; params: the shared tensor or NULL.
+    void (*embed_forward)(float *h0, const float *params, const struct GPTConfig *c, int B, int T);
+    // dparams += the gradient of the added signal; dh0: [B, T, C].
+    void (*embed_backward)(float *dparams, const float *dh0, const struct GPTConfig *c, int B, int T);
+
+    // qk site. qkv: [B, T, 3C]; rotates (or otherwise transforms) q and k in place.
+    void (*qk_forward)(float *qkv, const struct GPTConfig *c, int B, int T);
+    // dqkv: [B, T, 3C] gradient w.r.t. the transformed q, k; turns it into the gradient w.r.t.
+    // the untransformed ones in place.
+    void (*qk_backward)(float *dqkv, const struct GPTConfig *c, int B, int T);
+
+    // score site, for one (batch, head). S: [T, T] row-major, row i holds q_i.k_j / sqrt(d) for
+    // j <= i; the hook adds its term there (j > i is ignored). q, k: the head's vectors with
+    // stride ctx->qkv_stride. act: this (batch, head)'s activation area of score_act_size floats.
+    void (*score_forward)(float *S, const float *q, const float *k, int head,
+                          const PEContext *ctx, float *act);
+    // dS: [T, T] gradient w.r.t. the scores (row i, j <= i); adds to dq, dk (same stride as q,
+    // k) and to dparams (a private per-thread copy of the PE tensor's gradient, or NULL).
+    void (*score_backward)(const float *dS, const float *q, const float *k, float *dq, float *dk,
+                           float *dparams, int head, const PEContext *ctx, const float *act);
+    // Floats of activation one (batch, head) needs for the score hooks at length T.
+    size_t (*score_act_size)(const struct GPTConfig *c, int T);
+} PositionalEncoding;
+
+const PositionalEncoding *pe_find(const char *name);
+// "none, abs, sin, ..." for messages and --help.
+const char *pe_names(void);
+
+#endif
