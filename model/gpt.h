@@ -43,6 +43,8 @@ typedef struct {
     int shape[3];
     int weight_decay;  // AdamW decays matrices and embeddings, not biases or LayerNorm gains
     int trainable;     // 0: frozen (no gradient products, no update, no optimiser state)
+    float init_std;    // gpt_init: N(0, init_std); 0: zeros; < 0: the constant -init_std
+    size_t field;      // byte offset of its named pointer in ParameterTensors, or (size_t)-1
 } TensorInfo;
 
 typedef struct {
@@ -91,9 +93,10 @@ typedef struct {
 
 // Gradients of activations that backward needs, reused by every layer.
 typedef struct {
-    float *dres;     // [B, T, C] gradient w.r.t. the current residual stream
-    float *dbuf1;    // [B, T, C]
-    float *dbuf2;    // [B, T, C]
+    float *dres;     // [B, T, C] w.r.t. the residual stream at the current layer boundary
+    float *dbranch;  // [B, T, C] w.r.t. a branch output (attproj or fcproj)
+    float *dnorm;    // [B, T, C] w.r.t. a LayerNorm output (pre-norm blocks)
+    float *datty;    // [B, T, C] w.r.t. the attention output before its projection
     float *dqkv;     // [B, T, 3C]
     float *dfch;     // [B, T, F]
     float *dlogits;  // [B, T, V]

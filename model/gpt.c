@@ -1,0 +1,493 @@
+// The GPT: parameter table and layout, forward and backward of the whole model.
+#include "gpt.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+#include "rng.h"
+
+const char *gpt_config_check(const GPTConfig *c) {
+    static _Thread_local char msg[256];
+    if (c->vocab_size < 2) return "the vocabulary needs at least 2 tokens";
+    if (c->seq_len < 1) return "--seq-len must be at least 1";
+    if (c->n_layer < 1 || c->n_layer > GPT_MAX_LAYERS) {
+        snprintf(msg, sizeof msg, "--layers must be between 1 and %d", GPT_MAX_LAYERS);
+        return msg;
+    }
+    if (c->n_embd < 1 || c->n_head < 1 || c->ffn_dim < 1)
+        return "--dim, --heads and --ffn must be positive";
+    if (c->n_embd % c->n_head != 0) {
+        snprintf(msg, sizeof msg, "--heads %d does not divide --dim %d; pick a head count that divides the width",
+                 c->n_head, c->n_embd);
+        return msg;
+    }
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) return "--dropout must be in [0, 1)";
+    if (!c->pe) return "no positional encoding given; pass --pe";
+    int max_len = c->pe->max_len ? c->pe->max_len(c) : 0;
+    if (max_len && c->seq_len > max_len) {
+        snprintf(msg, sizeof msg, "--pe %s supports sequences up to %d tokens, not %d", c->pe->name,
+                 max_len, c->seq_len);
+        return msg;
+    }
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// parameter table
+
+// Where a tensor's pointer goes: a byte offset into ParameterTensors, so the same table binds
+// both the parameter and the gradient structs.
+#define FIELD(f) offsetof(ParameterTensors, f)
+#define NO_FIELD ((size_t)-1)
+
+static void add_tensor(GPT *m, const char *name, int ndim, const int *shape, int decay,
+                       size_t field, float init_std) {
+    TensorInfo *t = &m->tensors[m->n_tensors];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->size *= (size_t)shape[i];
+    }
+    t->offset = m->num_parameters;
+    t->weight_decay = decay;
+    t->trainable = 1;
+    t->init_std = init_std;
+    t->field = field;
+    m->num_parameters += t->size;
+    m->n_tensors++;
+}
+
+// Adds the PE's tensors that are shared (layer < 0) or belong to `layer`; the first one binds
+// to `field`, the others follow it contiguously.
+static void add_pe_tensors(GPT *m, int layer, size_t field) {
+    PETensorSpec specs[PE_MAX_TENSORS];
+    int n = m->config.pe->tensors ? m->config.pe->tensors(&m->config, specs) : 0;
+    int first = 1;
+    for (int i = 0; i < n; i++) {
+        if (specs[i].per_layer != (layer >= 0)) continue;
+        char name[64];
+        snprintf(name, sizeof name, specs[i].name, layer);
+        float std = specs[i].init == PE_INIT_NORMAL ? specs[i].init_std : 0.0f;
+        add_tensor(m, name, specs[i].ndim, specs[i].shape, specs[i].weight_decay,
+                   first ? field : NO_FIELD, std);
+        first = 0;
+    }
+}
+
+static void build_table(GPT *m) {
+    const GPTConfig *c = &m->config;
+    int V = c->vocab_size, C = c->n_embd, F = c->ffn_dim;
+    float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    m->n_tensors = 0;
+    m->num_parameters = 0;
+    add_tensor(m, "wte.weight", 2, (int[]){V, C}, 1, FIELD(wte), std);
+    add_pe_tensors(m, -1, FIELD(pe_shared));
+    for (int l = 0; l < c->n_layer; l++) {
+        char name[64];
+#define LAYER_TENSOR(key, ndim, shape, decay, f, init)                    \
+    snprintf(name, sizeof name, "blocks.%d." key, l);                     \
+    add_tensor(m, name, ndim, (int[])shape, decay, FIELD(layer[l].f), init)
+#define SHAPE(...) {__VA_ARGS__}
+        LAYER_TENSOR("ln1.weight", 1, SHAPE(C), 0, ln1w, -1.0f);
+        LAYER_TENSOR("ln1.bias", 1, SHAPE(C), 0, ln1b, 0.0f);
+        LAYER_TENSOR("attn.qkv.weight", 2, SHAPE(3 * C, C), 1, qkvw, std);
+        LAYER_TENSOR("attn.qkv.bias", 1, SHAPE(3 * C), 0, qkvb, 0.0f);
+        LAYER_TENSOR("attn.proj.weight", 2, SHAPE(C, C), 1, attprojw, proj_std);
+        LAYER_TENSOR("attn.proj.bias", 1, SHAPE(C), 0, attprojb, 0.0f);
+        LAYER_TENSOR("ln2.weight", 1, SHAPE(C), 0, ln2w, -1.0f);
+        LAYER_TENSOR("ln2.bias", 1, SHAPE(C), 0, ln2b, 0.0f);
+        LAYER_TENSOR("mlp.fc.weight", 2, SHAPE(F, C), 1, fcw, std);
+        LAYER_TENSOR("mlp.fc.bias", 1, SHAPE(F), 0, fcb, 0.0f);
+        LAYER_TENSOR("mlp.proj.weight", 2, SHAPE(C, F), 1, fcprojw, proj_std);
+        LAYER_TENSOR("mlp.proj.bias", 1, SHAPE(C), 0, fcprojb, 0.0f);
+#undef LAYER_TENSOR
+#undef SHAPE
+        add_pe_tensors(m, l, FIELD(layer[l].pe));
+    }
+    if (c->norm == NORM_PRE) {
+        add_tensor(m, "ln_f.weight", 1, (int[]){C}, 0, FIELD(lnfw), -1.0f);
+        add_tensor(m, "ln_f.bias", 1, (int[]){C}, 0, FIELD(lnfb), 0.0f);
+    }
+}
+
+// Points the named parameter and gradient pointers into their buffers. Frozen tensors get a
+// NULL gradient pointer, which is how backward knows to skip their weight products.
+static void bind_pointers(GPT *m) {
+    memset(&m->params, 0, sizeof m->params);
+    memset(&m->grads, 0, sizeof m->grads);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const TensorInfo *t = &m->tensors[i];
+        if (t->field == NO_FIELD) continue;
+        *(float **)((char *)&m->params + t->field) = m->params_memory + t->offset;
+        *(float **)((char *)&m->grads + t->field) = t->trainable ? m->grads_memory + t->offset : NULL;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// activations
+
+static size_t pe_act_size(const GPTConfig *c, int T) {
+    return c->pe->score_act_size ? c->pe->score_act_size(c, T) : 0;
+}
+
+// Lays the activations out for (B, T); with ptr == NULL only counts. Returns the float count.
+static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConfig *c, int B, int T) {
+    size_t N = (size_t)B * T, C = c->n_embd, H = c->n_head, F = c->ffn_dim, V = c->vocab_size;
+    size_t total = 0;
+#define TAKE(dst, count)                   \
+    do {                                   \
+        (dst) = ptr ? ptr + total : NULL;  \
+        total += (count);                  \
+    } while (0)
+    TAKE(a->encoded, N * C);
+    size_t pe_floats = (size_t)B * H * pe_act_size(c, T);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs *la = &a->layer[l];
+        TAKE(la->ln1, N * C);
+        TAKE(la->ln1_mean, N);
+        TAKE(la->ln1_rstd, N);
+        TAKE(la->qkv, N * 3 * C);
+        TAKE(la->att, (size_t)B * H * T * T);
+        TAKE(la->atty, N * C);
+        TAKE(la->attproj, N * C);
+        TAKE(la->res2, N * C);
+        TAKE(la->ln2, N * C);
+        TAKE(la->ln2_mean, N);
+        TAKE(la->ln2_rstd, N);
+        TAKE(la->fch, N * F);
+        TAKE(la->fch_act, N * F);
+        TAKE(la->fcproj, N * C);
+        TAKE(la->res3, N * C);
+        TAKE(la->pe, pe_floats);
+        if (!pe_floats) la->pe = NULL;
+    }
+    TAKE(a->lnf, N * C);
+    TAKE(a->lnf_mean, N);
+    TAKE(a->lnf_rstd, N);
+    TAKE(a->logits, N * V);
+    TAKE(a->probs, N * V);
+    TAKE(a->losses, N);
+#undef TAKE
+    return total;
+}
+
+static size_t layout_scratch(GradScratch *g, float *ptr, const GPTConfig *c, int B, int T) {
+    size_t N = (size_t)B * T, C = c->n_embd;
+    size_t sizes[] = {N * C, N * C, N * C, N * C, N * 3 * C, N * c->ffn_dim, N * c->vocab_size};
+    float **slots[] = {&g->dres, &g->dbranch, &g->dnorm, &g->datty, &g->dqkv, &g->dfch, &g->dlogits};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *slots[i] = ptr ? ptr + total : NULL;
+        total += sizes[i];
+    }
+    return total;
+}
+
+// The size of the PE tensors a score hook reads: one layer's, or the shared ones.
+static size_t pe_score_params_size(const GPT *m) {
+    PETensorSpec specs[PE_MAX_TENSORS];
+    int n = m->config.pe->tensors ? m->config.pe->tensors(&m->config, specs) : 0;
+    int any_per_layer = 0;
+    for (int i = 0; i < n; i++) any_per_layer |= specs[i].per_layer;
+    size_t size = 0;
+    for (int i = 0; i < n; i++) {
+        if (specs[i].per_layer != any_per_layer) continue;
+        size_t s = 1;
+        for (int k = 0; k < specs[i].ndim; k++) s *= (size_t)specs[i].shape[k];
+        size += s;
+    }
+    return size;
+}
+
+int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    const char *problem = gpt_config_check(config);
+    if (problem) {
+        snprintf(err, errlen, "%s", problem);
+        return -1;
+    }
+    m->config = *config;
+    m->max_batch = max_batch;
+    build_table(m);
+    int B = max_batch, T = config->seq_len;
+    m->num_activations = layout_activations(&m->acts, NULL, config, B, T);
+    size_t scratch = layout_scratch(&m->scratch, NULL, config, B, T);
+    m->n_threads = omp_get_max_threads();
+    m->att_work_per_thread = 2 * (size_t)T * T;
+    m->pe_grad_size = pe_score_params_size(m);
+    m->params_memory = calloc(m->num_parameters, sizeof(float));
+    m->grads_memory = calloc(m->num_parameters, sizeof(float));
+    m->acts_memory = calloc(m->num_activations, sizeof(float));
+    m->scratch_memory = calloc(scratch, sizeof(float));
+    m->att_work = calloc(m->att_work_per_thread * m->n_threads, sizeof(float));
+    m->pe_grad_work = calloc(m->pe_grad_size * m->n_threads + 1, sizeof(float));
+    if (!m->params_memory || !m->grads_memory || !m->acts_memory || !m->scratch_memory ||
+        !m->att_work || !m->pe_grad_work) {
+        snprintf(err, errlen, "out of memory for the model (%.1f GiB of activations); lower --batch or --seq-len",
+                 m->num_activations * 4.0 / (1 << 30));
+        gpt_free(m);
+        return -1;
+    }
+    bind_pointers(m);
+    layout_scratch(&m->scratch, m->scratch_memory, config, B, T);
+    return 0;
+}
+
+void gpt_free(GPT *m) {
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->acts_memory);
+    free(m->scratch_memory);
+    free(m->att_work);
+    free(m->pe_grad_work);
+    memset(m, 0, sizeof *m);
+}
+
+void gpt_init(GPT *m, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const TensorInfo *t = &m->tensors[i];
+        float *p = m->params_memory + t->offset;
+        for (size_t k = 0; k < t->size; k++)
+            p[k] = t->init_std < 0.0f ? -t->init_std : t->init_std == 0.0f ? 0.0f : t->init_std * rng_normal(&rng);
+    }
+}
+
+const TensorInfo *gpt_tensor(const GPT *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// forward and backward
+
+// Dropout sites: every (step key, layer, site) draws an independent mask.
+enum { SITE_EMBEDDING, SITE_ATTENTION, SITE_ATTENTION_OUT, SITE_MLP_OUT };
+
+static uint64_t site_key(const GPT *m, int layer, int site) {
+    return hash_mix(hash_mix(m->dropout_key, (uint64_t)(layer + 1)), (uint64_t)site);
+}
+
+static float active_dropout(const GPT *m) { return m->training ? m->config.dropout : 0.0f; }
+
+static const float *layer_output(const GPT *m, int l) {
+    const LayerActs *la = &m->acts.layer[l];
+    return m->config.norm == NORM_PRE ? la->res3 : la->ln2;
+}
+
+static const float *layer_input(const GPT *m, int l) {
+    return l == 0 ? m->acts.encoded : layer_output(m, l - 1);
+}
+
+static AttentionSetup attention_setup(GPT *m, int l) {
+    const GPTConfig *c = &m->config;
+    int per_layer = m->params.layer[l].pe != NULL;
+    return (AttentionSetup){
+        .pe = c->pe,
+        .ctx = {.config = c, .layer = l, .T = m->T, .qkv_stride = 3 * c->n_embd,
+                .params = per_layer ? m->params.layer[l].pe : m->params.pe_shared},
+        .pe_act_size = pe_act_size(c, m->T),
+        .pe_grad = per_layer ? m->grads.layer[l].pe : m->grads.pe_shared,
+        .pe_grad_work = m->pe_grad_work,
+        .pe_grad_size = m->pe_grad_size,
+        .dropout = active_dropout(m),
+        .dropout_key = site_key(m, l, SITE_ATTENTION),
+        .work = m->att_work,
+        .work_per_thread = m->att_work_per_thread,
+        .n_threads = m->n_threads,
+    };
+}
+
+// attproj = drop(attention(inp Wqkv^T + bqkv) Wo^T + bo)
+static void attention_block_forward(GPT *m, int l, const float *inp) {
+    const GPTConfig *c = &m->config;
+    const LayerParams *p = &m->params.layer[l];
+    LayerActs *a = &m->acts.layer[l];
+    int B = m->B, T = m->T, C = c->n_embd, N = B * T;
+    matmul_forward(a->qkv, inp, p->qkvw, p->qkvb, N, C, 3 * C);
+    if (c->pe->qk_forward) c->pe->qk_forward(a->qkv, c, B, T);
+    AttentionSetup setup = attention_setup(m, l);
+    attention_forward(a->atty, a->att, a->pe, a->qkv, B, T, C, c->n_head, &setup);
+    matmul_forward(a->attproj, a->atty, p->attprojw, p->attprojb, N, C, C);
+    dropout_apply(a->attproj, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
+}
+
+// dinp += d(attention block)/d(inp) given dout = d(attproj) (dout is consumed)
+static void attention_block_backward(GPT *m, int l, float *dout, float *dinp, const float *inp) {
+    const GPTConfig *c = &m->config;
+    const LayerParams *p = &m->params.layer[l];
+    const LayerParams *g = &m->grads.layer[l];
+    const LayerActs *a = &m->acts.layer[l];
+    GradScratch *s = &m->scratch;
+    int B = m->B, T = m->T, C = c->n_embd, N = B * T;
+    dropout_apply(dout, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
+    memset(s->datty, 0, (size_t)N * C * sizeof(float));
+    matmul_backward(s->datty, g->attprojw, g->attprojb, dout, a->atty, p->attprojw, N, C, C);
+    AttentionSetup setup = attention_setup(m, l);
+    attention_backward(s->dqkv, s->datty, a->att, a->pe, a->qkv, B, T, C, c->n_head, &setup);
+    if (c->pe->qk_backward) c->pe->qk_backward(s->dqkv, c, B, T);
+    matmul_backward(dinp, g->qkvw, g->qkvb, s->dqkv, inp, p->qkvw, N, C, 3 * C);
+}
+
+// fcproj = drop(act(inp Wfc^T + bfc) Wproj^T + bproj)
+static void mlp_block_forward(GPT *m, int l, const float *inp) {
+    const GPTConfig *c = &m->config;
+    const LayerParams *p = &m->params.layer[l];
+    LayerActs *a = &m->acts.layer[l];
+    int C = c->n_embd, F = c->ffn_dim, N = m->B * m->T;
+    matmul_forward(a->fch, inp, p->fcw, p->fcb, N, C, F);
+    activation_forward(a->fch_act, a->fch, (size_t)N * F, c->act);
+    matmul_forward(a->fcproj, a->fch_act, p->fcprojw, p->fcprojb, N, F, C);
+    dropout_apply(a->fcproj, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
+}
+
+// dinp += d(mlp block)/d(inp) given dout = d(fcproj) (dout is consumed)
+static void mlp_block_backward(GPT *m, int l, float *dout, float *dinp, const float *inp) {
+    const GPTConfig *c = &m->config;
+    const LayerParams *p = &m->params.layer[l];
+    const LayerParams *g = &m->grads.layer[l];
+    const LayerActs *a = &m->acts.layer[l];
+    float *dfch = m->scratch.dfch;
+    int C = c->n_embd, F = c->ffn_dim, N = m->B * m->T;
+    dropout_apply(dout, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
+    memset(dfch, 0, (size_t)N * F * sizeof(float));
+    matmul_backward(dfch, g->fcprojw, g->fcprojb, dout, a->fch_act, p->fcprojw, N, F, C);
+    activation_backward(dfch, dfch, a->fch, (size_t)N * F, c->act);
+    matmul_backward(dinp, g->fcw, g->fcb, dfch, inp, p->fcw, N, C, F);
+}
+
+static void residual_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                  int training, uint64_t dropout_key) {
+    const GPTConfig *c = &m->config;
+    const ParameterTensors *p = &m->params;
+    ActivationTensors *a = &m->acts;
+    int C = c->n_embd, V = c->vocab_size, N = B * T;
+    m->B = B;
+    m->T = T;
+    m->inputs = inputs;
+    m->targets = targets;
+    m->training = training;
+    m->dropout_key = dropout_key;
+    // Lay the activations out for this (B, T) so every tensor is contiguous at its real size.
+    layout_activations(a, m->acts_memory, c, B, T);
+
+    embedding_forward(a->encoded, inputs, p->wte, N, C);
+    if (c->pe->embed_forward) c->pe->embed_forward(a->encoded, p->pe_shared, c, B, T);
+    dropout_apply(a->encoded, (size_t)N * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerParams *lp = &p->layer[l];
+        LayerActs *la = &a->layer[l];
+        const float *x = layer_input(m, l);
+        if (c->norm == NORM_PRE) {
+            layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, lp->ln1w, lp->ln1b, N, C);
+            attention_block_forward(m, l, la->ln1);
+            residual_forward(la->res2, x, la->attproj, (size_t)N * C);
+            layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->res2, lp->ln2w, lp->ln2b, N, C);
+            mlp_block_forward(m, l, la->ln2);
+            residual_forward(la->res3, la->res2, la->fcproj, (size_t)N * C);
+        } else {
+            attention_block_forward(m, l, x);
+            residual_forward(la->res2, x, la->attproj, (size_t)N * C);
+            layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->res2, lp->ln1w, lp->ln1b, N, C);
+            mlp_block_forward(m, l, la->ln1);
+            residual_forward(la->res3, la->ln1, la->fcproj, (size_t)N * C);
+            layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->res3, lp->ln2w, lp->ln2b, N, C);
+        }
+    }
+    const float *head_in = layer_output(m, c->n_layer - 1);
+    if (c->norm == NORM_PRE) {
+        layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, head_in, p->lnfw, p->lnfb, N, C);
+        head_in = a->lnf;
+    }
+    matmul_forward(a->logits, head_in, p->wte, NULL, N, C, V);
+    m->n_scored = crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V);
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) sum += a->losses[n];
+    m->mean_loss = m->n_scored ? (float)(sum / m->n_scored) : 0.0f;
+    return m->mean_loss;
+}
+
+void gpt_zero_grad(GPT *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
+
+void gpt_backward(GPT *m) {
+    const GPTConfig *c = &m->config;
+    const ParameterTensors *p = &m->params;
+    const ParameterTensors *g = &m->grads;
+    const ActivationTensors *a = &m->acts;
+    GradScratch *s = &m->scratch;
+    int C = c->n_embd, V = c->vocab_size, N = m->B * m->T;
+    size_t NC = (size_t)N * C;
+    if (m->n_scored == 0) return;  // nothing scored: the loss does not depend on anything
+
+    crossentropy_backward(s->dlogits, a->probs, m->targets, N, V, 1.0f / m->n_scored);
+    const float *last = layer_output(m, c->n_layer - 1);
+    memset(s->dres, 0, NC * sizeof(float));
+    if (c->norm == NORM_PRE) {
+        memset(s->dnorm, 0, NC * sizeof(float));
+        matmul_backward(s->dnorm, g->wte, NULL, s->dlogits, a->lnf, p->wte, N, C, V);
+        layernorm_backward(s->dres, g->lnfw, g->lnfb, s->dnorm, last, p->lnfw, a->lnf_mean,
+                           a->lnf_rstd, N, C);
+    } else {
+        matmul_backward(s->dres, g->wte, NULL, s->dlogits, last, p->wte, N, C, V);
+    }
+
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        const LayerParams *lp = &p->layer[l], *lg = &g->layer[l];
+        const LayerActs *la = &a->layer[l];
+        const float *x = layer_input(m, l);
+        if (c->norm == NORM_PRE) {
+            // res3 = res2 + mlp(ln2(res2)): dres is d(res3) on entry, d(res2) after
+            memcpy(s->dbranch, s->dres, NC * sizeof(float));
+            memset(s->dnorm, 0, NC * sizeof(float));
+            mlp_block_backward(m, l, s->dbranch, s->dnorm, la->ln2);
+            layernorm_backward(s->dres, lg->ln2w, lg->ln2b, s->dnorm, la->res2, lp->ln2w,
+                               la->ln2_mean, la->ln2_rstd, N, C);
+            // res2 = x + attn(ln1(x)): dres becomes d(x)
+            memcpy(s->dbranch, s->dres, NC * sizeof(float));
+            memset(s->dnorm, 0, NC * sizeof(float));
+            attention_block_backward(m, l, s->dbranch, s->dnorm, la->ln1);
+            layernorm_backward(s->dres, lg->ln1w, lg->ln1b, s->dnorm, x, lp->ln1w, la->ln1_mean,
+                               la->ln1_rstd, N, C);
+        } else {
+            // out = ln2(res3), res3 = ln1 + mlp(ln1): dres is d(out) on entry, d(ln1) after
+            memset(s->dbranch, 0, NC * sizeof(float));
+            layernorm_backward(s->dbranch, lg->ln2w, lg->ln2b, s->dres, la->res3, lp->ln2w,
+                               la->ln2_mean, la->ln2_rstd, N, C);
+            memcpy(s->dres, s->dbranch, NC * sizeof(float));
+            mlp_block_backward(m, l, s->dbranch, s->dres, la->ln1);
+            // ln1 = ln(res2), res2 = x + attn(x): dres becomes d(x)
+            memset(s->dbranch, 0, NC * sizeof(float));
+            layernorm_backward(s->dbranch, lg->ln1w, lg->ln1b, s->dres, la->res2, lp->ln1w,
+                               la->ln1_mean, la->ln1_rstd, N, C);
+            memcpy(s->dres, s->dbranch, NC * sizeof(float));
+            attention_block_backward(m, l, s->dbranch, s->dres, x);
+        }
+    }
+    dropout_apply(s->dres, NC, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
+    if (c->pe->embed_backward && g->pe_shared) c->pe->embed_backward(g->pe_shared, s->dres, c, m->B, m->T);
+    if (g->wte) embedding_backward(g->wte, s->dres, m->inputs, N, C);
+}
+
+double gpt_flops_per_step(const GPTConfig *c, int B, int T) {
+    double N = (double)B * T, C = c->n_embd, F = c->ffn_dim, V = c->vocab_size;
+    double d = (double)C / c->n_head;
+    // forward: 2 flops per multiply-add; attention counts the causal half (with the diagonal)
+    double matmuls = 2.0 * N * (3 * C * C + C * C + 2 * C * F) * c->n_layer + 2.0 * N * C * V;
+    double attention = 2.0 * 2.0 * B * c->n_head * (T * (T + 1.0) / 2.0) * d * c->n_layer;
+    // backward: two products per forward product (input and weight gradients)
+    return 3.0 * (matmuls + attention);
+}

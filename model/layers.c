@@ -1,0 +1,186 @@
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "rng.h"
+
+void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)inp[n] * C, C * sizeof(float));
+}
+
+void embedding_backward(float *dwte, const float *dout, const int32_t *inp, int N, int C) {
+    // A scatter-add: rows of one token collide, so threads split the channels instead of the
+    // positions; each channel is then summed in position order, whatever the thread count.
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) dwte[(size_t)inp[n] * C + c] += dout[(size_t)n * C + c];
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        float var = 0.0f;
+        for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+        var /= C;
+        float s = 1.0f / sqrtf(var + 1e-5f);
+        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+// Column blocks for reductions over rows: each block is owned by one thread and summed in row
+// order, so the result does not depend on the thread count.
+#define COLUMN_BLOCK 32
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *dy = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float dnorm = weight[c] * dy[c];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * (x[c] - m) * s;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        float *dx = dinp + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;
+            dx[c] += (weight[c] * dy[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+    if (!dweight) return;
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += COLUMN_BLOCK) {
+        int c1 = c0 + COLUMN_BLOCK < C ? c0 + COLUMN_BLOCK : C;
+        float dw[COLUMN_BLOCK] = {0}, db[COLUMN_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *dy = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+            for (int c = c0; c < c1; c++) {
+                dw[c - c0] += dy[c] * (x[c] - mean[n]) * rstd[n];
+                db[c - c0] += dy[c];
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            dweight[c] += dw[c - c0];
+            dbias[c] += db[c - c0];
+        }
+    }
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC) {
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, OC * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
+                beta, out, OC);
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC) {
+    if (dinp)  // dinp[N, C] += dout[N, OC] weight[OC, C]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight,
+                    C, 1.0f, dinp, C);
+    if (dweight)  // dweight[OC, C] += dout^T inp
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                    1.0f, dweight, C);
+    if (dbias) {
+#pragma omp parallel for schedule(static)
+        for (int o0 = 0; o0 < OC; o0 += COLUMN_BLOCK) {
+            int o1 = o0 + COLUMN_BLOCK < OC ? o0 + COLUMN_BLOCK : OC;
+            float acc[COLUMN_BLOCK] = {0};
+            for (int n = 0; n < N; n++)
+                for (int o = o0; o < o1; o++) acc[o - o0] += dout[(size_t)n * OC + o];
+            for (int o = o0; o < o1; o++) dbias[o] += acc[o - o0];
+        }
+    }
+}
+
+#define GELU_SCALE 0.7978845608028654f  // sqrt(2 / pi)
+
+void activation_forward(float *out, const float *inp, size_t n, Activation act) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = act == ACT_RELU ? (x > 0.0f ? x : 0.0f)
+                                 : 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void activation_backward(float *dinp, const float *dout, const float *inp, size_t n,
+                         Activation act) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i], grad;
+        if (act == ACT_RELU) {
+            grad = x > 0.0f ? 1.0f : 0.0f;
+        } else {
+            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+            float th = tanhf(u);
+            float sech2 = 1.0f - th * th;
+            grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        }
+        dinp[i] = dout[i] * grad;
+    }
+}
+
+void dropout_apply(float *x, size_t n, float p, uint64_t key) {
+    if (p <= 0.0f) return;
+    uint32_t threshold = dropout_threshold(p);
+    float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = dropout_keep(key, i, threshold) ? x[i] * scale : 0.0f;
+}
+
+int crossentropy_forward(float *losses, float *probs, const float *logits,
+                         const int32_t *targets, int N, int V) {
+    int scored = 0;
+#pragma omp parallel for schedule(static) reduction(+ : scored)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * V;
+        float *p = probs + (size_t)n * V;
+        float zmax = z[0];
+        for (int v = 1; v < V; v++) zmax = z[v] > zmax ? z[v] : zmax;
+        float sum = 0.0f;
+        for (int v = 0; v < V; v++) {
+            p[v] = expf(z[v] - zmax);
+            sum += p[v];
+        }
+        for (int v = 0; v < V; v++) p[v] /= sum;
+        int t = targets[n];
+        // -log softmax computed from the logits, not log(p), so a confident wrong answer
+        // does not turn into log(0).
+        losses[n] = t >= 0 ? logf(sum) + zmax - z[t] : 0.0f;
+        scored += t >= 0;
+    }
+    return scored;
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N,
+                           int V, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *d = dlogits + (size_t)n * V;
+        const float *p = probs + (size_t)n * V;
+        int t = targets[n];
+        for (int v = 0; v < V; v++) d[v] = t >= 0 ? (p[v] - (v == t)) * scale : 0.0f;
+    }
+}

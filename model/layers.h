@@ -1,0 +1,73 @@
+// The layers of the GPT as forward/backward pairs over plain float pointers.
+// Backward functions ACCUMULATE (+=) into every gradient they are given, so a tensor that
+// feeds two places gets the sum of both; a NULL weight gradient skips that product (frozen).
+#ifndef PELAB_LAYERS_H
+#define PELAB_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpt.h"
+
+// out[b,t,:] = wte[inp[b,t], :]
+void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C);
+void embedding_backward(float *dwte, const float *dout, const int32_t *inp, int N, int C);
+
+// out = (inp - mean) * rstd * weight + bias over the last axis; inp, out: [N, C]
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C);
+
+// out[N, OC] = inp[N, C] weight[OC, C]^T + bias[OC] (bias may be NULL)
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC);
+// dinp may be NULL (nothing upstream), dweight/dbias NULL when frozen or absent.
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC);
+
+// out = act(inp), elementwise over n values
+void activation_forward(float *out, const float *inp, size_t n, Activation act);
+// dinp = dout * act'(inp) (overwrites; dinp may alias dout)
+void activation_backward(float *dinp, const float *dout, const float *inp, size_t n,
+                         Activation act);
+
+// Inverted dropout in place: x *= keep / (1 - p), keep drawn from (key, element index). The
+// same call is the backward, because the mask depends only on (key, index).
+void dropout_apply(float *x, size_t n, float p, uint64_t key);
+
+// Per-position softmax cross-entropy. logits, probs: [N, V]; targets -1 are not scored and get
+// loss 0. Returns the number of scored positions; losses: [N].
+int crossentropy_forward(float *losses, float *probs, const float *logits,
+                         const int32_t *targets, int N, int V);
+// dlogits = (probs - onehot(target)) * scale at scored positions, 0 elsewhere (overwrites).
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N,
+                           int V, float scale);
+
+// Causal multi-head attention of one layer.
+//   out: [B, T, C] heads concatenated; att: [B, H, T, T] softmax probabilities (row i holds
+//   j <= i, the rest of its row block is zero); pe_act: [B, H, pe_act_size] (may be NULL);
+//   qkv: [B, T, 3C]. work: per thread 2 T*T floats.
+typedef struct {
+    const PositionalEncoding *pe;
+    PEContext ctx;
+    size_t pe_act_size;   // floats per (batch, head)
+    float *pe_grad;       // gradient of ctx.params (accumulated), or NULL
+    float *pe_grad_work;  // per thread pe_grad_size floats
+    size_t pe_grad_size;
+    float dropout;
+    uint64_t dropout_key;
+    float *work;
+    size_t work_per_thread;
+    int n_threads;        // the work areas exist for this many threads
+} AttentionSetup;
+
+void attention_forward(float *out, float *att, float *pe_act, const float *qkv, int B, int T,
+                       int C, int H, const AttentionSetup *setup);
+// dqkv is overwritten; dout: [B, T, C].
+void attention_backward(float *dqkv, const float *dout, const float *att, const float *pe_act,
+                        const float *qkv, int B, int T, int C, int H,
+                        const AttentionSetup *setup);
+
+#endif
