@@ -16,6 +16,10 @@
 
 static inline int block_end(int r0, int T) { return r0 + ROW_BLOCK < T ? r0 + ROW_BLOCK : T; }
 
+static float *pe_scratch(const AttentionSetup *s, int thread, int T) {
+    return s->work + (size_t)thread * s->work_per_thread + 2 * (size_t)T * T;
+}
+
 // Dropout of one (batch, head)'s [T, T] matrix (probabilities, or their gradient; dst may be
 // src), with the element index of the whole [B, H, T, T] tensor so that forward and backward
 // draw the same mask.
@@ -49,7 +53,8 @@ void attention_forward(float *out, float *att, float *pe_act, const float *qkv, 
                             q + (size_t)r0 * ld, ld, k, ld, 0.0f, S + (size_t)r0 * T, T);
             }
             if (s->pe && s->pe->score_forward)
-                s->pe->score_forward(S, q, k, h, &s->ctx, pe_act ? pe_act + bh * s->pe_act_size : NULL);
+                s->pe->score_forward(S, q, k, h, &s->ctx, pe_act ? pe_act + bh * s->pe_act_size : NULL,
+                                     pe_scratch(s, omp_get_thread_num(), T));
             for (int i = 0; i < T; i++) {
                 float *row = S + (size_t)i * T;
                 float m = row[0];
@@ -127,9 +132,10 @@ void attention_backward(float *dqkv, const float *dout, const float *att, const 
                 for (int j = i + 1; j < jend; j++) g[j] = 0.0f;
             }
             if (s->pe && s->pe->score_backward)
-                s->pe->score_backward(dS, q, k, dq, dk,
+                s->pe->score_backward(dS, q, dq,
                                       score_grads ? s->pe_grad_work + (size_t)tid * s->pe_grad_size : NULL,
-                                      h, &s->ctx, pe_act ? pe_act + bh * s->pe_act_size : NULL);
+                                      h, &s->ctx, pe_act ? pe_act + bh * s->pe_act_size : NULL,
+                                      pe_scratch(s, tid, T));
             for (int r0 = 0; r0 < T; r0 += ROW_BLOCK) {
                 int r1 = block_end(r0, T);
                 // dq[r0:r1] += scale dS[r0:r1, 0:r1] k[0:r1]

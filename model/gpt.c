@@ -27,6 +27,8 @@ const char *gpt_config_check(const GPTConfig *c) {
     }
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) return "--dropout must be in [0, 1)";
     if (!c->pe) return "no positional encoding given; pass --pe";
+    const char *pe_problem = c->pe->check ? c->pe->check(c) : NULL;
+    if (pe_problem) return pe_problem;
     int max_len = c->pe->max_len ? c->pe->max_len(c) : 0;
     if (max_len && c->seq_len > max_len) {
         snprintf(msg, sizeof msg, "--pe %s supports sequences up to %d tokens, not %d", c->pe->name,
@@ -219,7 +221,8 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
     m->num_activations = layout_activations(&m->acts, NULL, config, B, T);
     size_t scratch = layout_scratch(&m->scratch, NULL, config, B, T);
     m->n_threads = omp_get_max_threads();
-    m->att_work_per_thread = 2 * (size_t)T * T;
+    m->att_work_per_thread = 2 * (size_t)T * T +
+                             (config->pe->score_scratch_size ? config->pe->score_scratch_size(config, T) : 0);
     m->pe_grad_size = pe_score_params_size(m);
     m->params_memory = calloc(m->num_parameters, sizeof(float));
     m->grads_memory = calloc(m->num_parameters, sizeof(float));

@@ -58,7 +58,7 @@ typedef struct {
     size_t pe_grad_size;
     float dropout;
     uint64_t dropout_key;
-    float *work;
+    float *work;            // per thread: two [T, T] matrices, then the PE's scratch
     size_t work_per_thread;
     int n_threads;        // the work areas exist for this many threads
 } AttentionSetup;

@@ -55,6 +55,8 @@ typedef struct PositionalEncoding {
     int (*tensors)(const struct GPTConfig *c, PETensorSpec *specs);
     // Longest sequence the encoding can represent (abs: its table); 0 means unlimited.
     int (*max_len)(const struct GPTConfig *c);
+    // NULL if the encoding can work with this config, else a message naming problem and fix.
+    const char *(*check)(const struct GPTConfig *c);
 
     // embed site. h0: [B, T, C] token embeddings to add to; params: the shared tensor or NULL.
     void (*embed_forward)(float *h0, const float *params, const struct GPTConfig *c, int B, int T);
@@ -69,15 +71,19 @@ typedef struct PositionalEncoding {
 
     // score site, for one (batch, head). S: [T, T] row-major, row i holds q_i.k_j / sqrt(d) for
     // j <= i; the hook adds its term there (j > i is ignored). q, k: the head's vectors with
-    // stride ctx->qkv_stride. act: this (batch, head)'s activation area of score_act_size floats.
+    // stride ctx->qkv_stride. act: this (batch, head)'s activation area of score_act_size
+    // floats; scratch: the calling thread's score_scratch_size floats.
     void (*score_forward)(float *S, const float *q, const float *k, int head,
-                          const PEContext *ctx, float *act);
-    // dS: [T, T] gradient w.r.t. the scores (row i, j <= i); adds to dq, dk (same stride as q,
-    // k) and to dparams (a private per-thread copy of the PE tensor's gradient, or NULL).
-    void (*score_backward)(const float *dS, const float *q, const float *k, float *dq, float *dk,
-                           float *dparams, int head, const PEContext *ctx, const float *act);
-    // Floats of activation one (batch, head) needs for the score hooks at length T.
+                          const PEContext *ctx, float *act, float *scratch);
+    // dS: [T, T] gradient w.r.t. the scores (row i, j <= i). Adds to dq (same stride as q) and
+    // to dparams (a private per-thread copy of the PE tensor's gradient, or NULL). A hook whose
+    // term depends on the raw scores q.k / sqrt(d) (cope's gates) adds that gradient to dS
+    // itself, and the attention turns it into dq and dk with the score path's products.
+    void (*score_backward)(float *dS, const float *q, float *dq, float *dparams, int head,
+                           const PEContext *ctx, const float *act, float *scratch);
+    // Floats one (batch, head) needs at length T: kept for backward, and scratch per thread.
     size_t (*score_act_size)(const struct GPTConfig *c, int T);
+    size_t (*score_scratch_size)(const struct GPTConfig *c, int T);
 } PositionalEncoding;
 
 const PositionalEncoding *pe_find(const char *name);

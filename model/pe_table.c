@@ -3,9 +3,10 @@
 
 #include "pe.h"
 
-extern const PositionalEncoding pe_none, pe_abs, pe_sin;
+extern const PositionalEncoding pe_none, pe_abs, pe_sin, pe_rel, pe_t5, pe_alibi, pe_rope, pe_cope;
 
-static const PositionalEncoding *const pe_table[] = {&pe_none, &pe_abs, &pe_sin};
+static const PositionalEncoding *const pe_table[] = {&pe_none, &pe_abs,  &pe_sin,  &pe_rel,
+                                                     &pe_t5,   &pe_alibi, &pe_rope, &pe_cope};
 
 #define PE_COUNT (sizeof pe_table / sizeof pe_table[0])
 

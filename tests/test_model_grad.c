@@ -16,6 +16,7 @@ typedef struct {
     NormPlacement norm;
     Activation act;
     float dropout;
+    int npos;  // rel_npos / cope_npos; small values exercise the clamped positions
 } ModelCase;
 
 typedef struct {
@@ -36,7 +37,8 @@ static double model_loss(void *p) {
 static void check_model(const ModelCase *mc) {
     GPTConfig cfg = {.vocab_size = 7, .seq_len = 12, .n_layer = 2, .n_embd = 16, .n_head = 2,
                      .ffn_dim = 24, .dropout = mc->dropout, .norm = mc->norm, .act = mc->act,
-                     .pe = pe_find(mc->pe), .pe_opt = {.rope_base = 10000.0f}};
+                     .pe = pe_find(mc->pe),
+                     .pe_opt = {.rope_base = 10000.0f, .rel_npos = mc->npos, .cope_npos = mc->npos}};
     cr_assert_not_null(cfg.pe, "unknown pe %s", mc->pe);
     GPT model;
     char err[256];
@@ -74,10 +76,16 @@ static void check_model(const ModelCase *mc) {
 
 ParameterizedTestParameters(model, whole_model_backward_matches_finite_differences) {
     static ModelCase cases[] = {
-        {"none", NORM_PRE, ACT_GELU, 0.0f}, {"none", NORM_POST, ACT_GELU, 0.0f},
-        {"abs", NORM_PRE, ACT_GELU, 0.0f},  {"abs", NORM_POST, ACT_GELU, 0.0f},
-        {"abs", NORM_PRE, ACT_GELU, 0.2f},  {"abs", NORM_POST, ACT_GELU, 0.2f},
-        {"sin", NORM_PRE, ACT_GELU, 0.0f},  {"sin", NORM_POST, ACT_GELU, 0.2f},
+        {"none", NORM_PRE, ACT_GELU, 0.0f, 0}, {"none", NORM_POST, ACT_GELU, 0.0f, 0},
+        {"abs", NORM_PRE, ACT_GELU, 0.0f, 0},  {"abs", NORM_POST, ACT_GELU, 0.0f, 0},
+        {"abs", NORM_PRE, ACT_GELU, 0.2f, 0},  {"abs", NORM_POST, ACT_GELU, 0.2f, 0},
+        {"sin", NORM_PRE, ACT_GELU, 0.0f, 0},  {"sin", NORM_POST, ACT_GELU, 0.2f, 0},
+        {"rel", NORM_PRE, ACT_GELU, 0.0f, 0},  {"rel", NORM_POST, ACT_GELU, 0.2f, 5},
+        {"t5", NORM_PRE, ACT_GELU, 0.0f, 0},   {"t5", NORM_POST, ACT_GELU, 0.2f, 0},
+        {"alibi", NORM_PRE, ACT_GELU, 0.0f, 0}, {"alibi", NORM_POST, ACT_GELU, 0.0f, 0},
+        {"rope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"rope", NORM_POST, ACT_GELU, 0.2f, 0},
+        {"cope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"cope", NORM_POST, ACT_GELU, 0.2f, 0},
+        {"cope", NORM_PRE, ACT_GELU, 0.0f, 3},
     };
     return cr_make_param_array(ModelCase, cases, sizeof cases / sizeof cases[0]);
 }

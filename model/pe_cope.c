@@ -1,0 +1,125 @@
+// cope: contextual position encoding (Golovneva et al. 2024). Positions are counted by gates
+// the model chooses, not by tokens:
+//   g_ij = sigmoid(q_i.k_j / sqrt(d))                (j <= i)
+//   p_ij = min(sum_{k=j..i} g_ik, npos - 1)          (a reverse cumulative sum along the keys)
+//   z_i[n] = q_i . E[n]                              (one sgemm: Z = Q E^T)
+//   e_ij = w z_i[ceil p_ij] + (1 - w) z_i[floor p_ij],  w = p_ij - floor p_ij
+//   s_ij = (q_i.k_j + e_ij) / sqrt(d)
+// E [npos, d] is per layer, shared by its heads, initialised to zero. The gates, cumulative
+// sum and interpolation are one fused pass per query row; the gates are kept for backward
+// and the positions recomputed from them.
+//
+// Backward: de = ds / sqrt(d) scatters into dZ (-> dq and dE by sgemm); dw = de (z_ceil -
+// z_floor) is the gradient of p unless p was clamped; the cumulative sum's adjoint is a prefix
+// sum over keys; through the sigmoid this becomes a gradient of the raw score, which is added
+// to dS so the attention's own products carry it into q and k.
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "gpt.h"
+
+static int cope_npos(const GPTConfig *c) { return c->pe_opt.cope_npos > 0 ? c->pe_opt.cope_npos : c->seq_len + 1; }
+
+static int cope_tensors(const GPTConfig *c, PETensorSpec *specs) {
+    specs[0] = (PETensorSpec){.name = "blocks.%d.attn.cope.weight", .per_layer = 1, .ndim = 2,
+                              .shape = {cope_npos(c), c->n_embd / c->n_head}, .init = PE_INIT_ZERO,
+                              .weight_decay = 1};
+    return 1;
+}
+
+// Interpolation of one position: floor index, ceil index and weight of the ceil.
+typedef struct {
+    int lo, hi;
+    float w;
+} Interp;
+
+static inline Interp interp_at(float p) {
+    int lo = (int)p;  // p >= 0
+    float w = p - (float)lo;
+    return (Interp){lo, w > 0.0f ? lo + 1 : lo, w};
+}
+
+static void position_logits(float *Z, const float *q, const float *E, int T, int npos, int d, int ld) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, d, 1.0f, q, ld, E, d, 0.0f, Z, npos);
+}
+
+static void cope_score_forward(float *S, const float *q, const float *k, int head,
+                               const PEContext *ctx, float *gates, float *scratch) {
+    (void)k, (void)head;
+    const GPTConfig *c = ctx->config;
+    int T = ctx->T, npos = cope_npos(c), d = c->n_embd / c->n_head;
+    float scale = 1.0f / sqrtf((float)d), pmax = (float)(npos - 1);
+    float *Z = scratch;
+    position_logits(Z, q, ctx->params, T, npos, d, ctx->qkv_stride);
+    for (int i = 0; i < T; i++) {
+        float *row = S + (size_t)i * T, *g = gates + (size_t)i * T;
+        const float *z = Z + (size_t)i * npos;
+        float sum = 0.0f;
+        for (int j = i; j >= 0; j--) {
+            g[j] = 1.0f / (1.0f + expf(-row[j]));
+            sum += g[j];
+            Interp it = interp_at(sum < pmax ? sum : pmax);
+            row[j] += (z[it.lo] + it.w * (z[it.hi] - z[it.lo])) * scale;
+        }
+    }
+}
+
+static void cope_score_backward(float *dS, const float *q, float *dq, float *dparams, int head,
+                                const PEContext *ctx, const float *gates, float *scratch) {
+    (void)head;
+    const GPTConfig *c = ctx->config;
+    int T = ctx->T, npos = cope_npos(c), d = c->n_embd / c->n_head, ld = ctx->qkv_stride;
+    float scale = 1.0f / sqrtf((float)d), pmax = (float)(npos - 1);
+    float *Z = scratch, *dZ = Z + (size_t)T * npos, *dp = dZ + (size_t)T * npos;
+    position_logits(Z, q, ctx->params, T, npos, d, ld);
+    memset(dZ, 0, (size_t)T * npos * sizeof(float));
+    for (int i = 0; i < T; i++) {
+        float *ds = dS + (size_t)i * T;
+        const float *g = gates + (size_t)i * T, *z = Z + (size_t)i * npos;
+        float *dz = dZ + (size_t)i * npos;
+        float sum = 0.0f;
+        for (int j = i; j >= 0; j--) {
+            sum += g[j];
+            Interp it = interp_at(sum < pmax ? sum : pmax);
+            float de = ds[j] * scale;
+            dz[it.lo] += (1.0f - it.w) * de;
+            dz[it.hi] += it.w * de;
+            dp[j] = sum > pmax ? 0.0f : de * (z[it.hi] - z[it.lo]);
+        }
+        // p_ij sums the gates g_ik for k >= j, so dg_ik collects dp_ij for every j <= k.
+        float acc = 0.0f;
+        for (int kk = 0; kk <= i; kk++) {
+            acc += dp[kk];
+            ds[kk] += acc * g[kk] * (1.0f - g[kk]);
+        }
+    }
+    // dq += dZ E; dE += dZ^T q
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, npos, 1.0f, dZ, npos, ctx->params,
+                d, 1.0f, dq, ld);
+    if (dparams)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, npos, d, T, 1.0f, dZ, npos, q, ld, 1.0f,
+                    dparams, d);
+}
+
+static size_t cope_act_size(const GPTConfig *c, int T) {
+    (void)c;
+    return (size_t)T * T;  // the gates
+}
+
+static size_t cope_scratch_size(const GPTConfig *c, int T) { return 2 * (size_t)T * cope_npos(c) + T; }
+
+static const char *cope_check(const GPTConfig *c) {
+    return c->pe_opt.cope_npos < 0 ? "--cope-npos must be positive (or 0 for the default)" : NULL;
+}
+
+const PositionalEncoding pe_cope = {
+    .name = "cope",
+    .summary = "contextual positions: gated counts of past tokens, interpolated position logits",
+    .check = cope_check,
+    .tensors = cope_tensors,
+    .score_forward = cope_score_forward,
+    .score_backward = cope_score_backward,
+    .score_act_size = cope_act_size,
+    .score_scratch_size = cope_scratch_size,
+};

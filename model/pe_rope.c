@@ -1,0 +1,49 @@
+// rope: rotary position embedding. q and k of every head are rotated by position-dependent
+// angles before the dot product, so q_i . k_j depends on i - j only through the rotation.
+// Pairing is rotate-half: dimension m pairs with m + d/2, angle = t * base^(-2m/d).
+// Backward rotates the gradient by the opposite angle (a rotation's inverse is its transpose).
+#include <math.h>
+
+#include "gpt.h"
+
+// Rotates q and k of all heads of every sequence by `sign` * angle. One (cos, sin) per
+// (position, frequency), applied to the 2 B H vectors that share it.
+static void rope_rotate(float *qkv, const GPTConfig *c, int B, int T, float sign) {
+    int C = c->n_embd, H = c->n_head, d = C / H, half = d / 2;
+    double base = c->pe_opt.rope_base;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        for (int m = 0; m < half; m++) {
+            double angle = t * pow(base, -2.0 * m / d);
+            float cs = (float)cos(angle), sn = sign * (float)sin(angle);
+            for (int b = 0; b < B; b++) {
+                float *row = qkv + ((size_t)b * T + t) * 3 * C;
+                for (int part = 0; part < 2; part++)  // q, then k
+                    for (int h = 0; h < H; h++) {
+                        float *x = row + part * C + h * d;
+                        float x1 = x[m], x2 = x[m + half];
+                        x[m] = x1 * cs - x2 * sn;
+                        x[m + half] = x2 * cs + x1 * sn;
+                    }
+            }
+        }
+    }
+}
+
+static const char *rope_check(const GPTConfig *c) {
+    if ((c->n_embd / c->n_head) % 2) return "--pe rope rotates pairs of dimensions, so the head size --dim/--heads must be even";
+    if (!(c->pe_opt.rope_base > 1.0f)) return "--rope-base must be greater than 1 (the usual value is 10000)";
+    return NULL;
+}
+
+static void rope_qk_forward(float *qkv, const GPTConfig *c, int B, int T) { rope_rotate(qkv, c, B, T, 1.0f); }
+
+static void rope_qk_backward(float *dqkv, const GPTConfig *c, int B, int T) { rope_rotate(dqkv, c, B, T, -1.0f); }
+
+const PositionalEncoding pe_rope = {
+    .name = "rope",
+    .summary = "rotary embedding: q and k rotated by position (rotate-half, --rope-base)",
+    .check = rope_check,
+    .qk_forward = rope_qk_forward,
+    .qk_backward = rope_qk_backward,
+};
