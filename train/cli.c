@@ -1,0 +1,663 @@
+// The flag table drives everything: parsing, range checks, --help, preset application and the
+// comparison of flags against a checkpoint's config, so a new flag is one row.
+#include "cli.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+
+typedef enum {
+    KIND_INT,     // int
+    KIND_LONG,    // long
+    KIND_FLOAT,   // float
+    KIND_SEED,    // uint64_t
+    KIND_CHOICE,  // an enum, by name from Flag.choices
+    KIND_PE,      // const PositionalEncoding *
+    KIND_TASK,    // const Task *
+    KIND_PRESET,  // const Preset * of the task chosen so far
+    KIND_PATH,    // char[PATH_LEN]
+    KIND_SWITCH,  // int, set by the flag alone
+} Kind;
+
+// What a flag belongs to decides whether it may differ from a checkpoint's config: --resume
+// keeps model, task and training fixed; --init keeps the model.
+typedef enum { SCOPE_MODEL, SCOPE_TASK, SCOPE_TRAIN, SCOPE_RUN } Scope;
+
+static const char *const scope_titles[] = {"model", "task", "training", "run"};
+
+#define PATH_LEN sizeof(((CliArgs *)0)->out)
+#define AT(member) offsetof(CliArgs, member)
+// Seeds go through JSON numbers in checkpoints, which are exact up to 2^53.
+#define MAX_SEED 9007199254740991.0
+
+typedef struct {
+    const char *name;     // without the leading "--"
+    const char *metavar;  // NULL for switches
+    Kind kind;
+    size_t offset;        // of the value in CliArgs
+    Scope scope;
+    double lo, hi;        // valid range of a number...
+    int lo_open, hi_open; // ...with these ends excluded
+    const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
+    const char *help;
+    const char *default_text;    // shown instead of the value where the default is derived
+} Flag;
+
+_Static_assert(sizeof(NormPlacement) == sizeof(int) && sizeof(Activation) == sizeof(int) &&
+                   sizeof(Schedule) == sizeof(int),
+               "choice flags store their enum as an int");
+
+static const Flag flags[] = {
+    {"pe", "NAME", KIND_PE, AT(run.model.pe), SCOPE_MODEL,
+     .help = "positional encoding (list below)"},
+    {"layers", "N", KIND_INT, AT(run.model.n_layer), SCOPE_MODEL, 1, GPT_MAX_LAYERS,
+     .help = "transformer blocks"},
+    {"dim", "N", KIND_INT, AT(run.model.n_embd), SCOPE_MODEL, 1, 65536, .help = "model width"},
+    {"heads", "N", KIND_INT, AT(run.model.n_head), SCOPE_MODEL, 1, 65536,
+     .help = "attention heads; must divide --dim"},
+    {"ffn", "N", KIND_INT, AT(run.model.ffn_dim), SCOPE_MODEL, 1, 1 << 20,
+     .help = "MLP hidden width", .default_text = "4 x --dim"},
+    {"norm", "pre|post", KIND_CHOICE, AT(run.model.norm), SCOPE_MODEL, .choices = norm_names,
+     .help = "LayerNorm before each sublayer or after each residual add"},
+    {"act", "gelu|relu", KIND_CHOICE, AT(run.model.act), SCOPE_MODEL, .choices = act_names,
+     .help = "MLP activation (gelu: tanh approximation)"},
+    {"rope-base", "X", KIND_FLOAT, AT(run.model.pe_opt.rope_base), SCOPE_MODEL, 0, INFINITY, 1,
+     .help = "rope: theta_m = base^(-2m/d)"},
+    {"rel-npos", "N", KIND_INT, AT(run.model.pe_opt.rel_npos), SCOPE_MODEL, 0, 1 << 20,
+     .help = "rel: table rows, longer distances share the last; 0 means --seq-len"},
+    {"cope-npos", "N", KIND_INT, AT(run.model.pe_opt.cope_npos), SCOPE_MODEL, 0, 1 << 20,
+     .help = "cope: positions clamp to N-1; 0 means --seq-len + 1"},
+
+    {"task", "NAME", KIND_TASK, AT(run.task), SCOPE_TASK, .help = "synthetic task (list below)"},
+    {"preset", "NAME", KIND_PRESET, AT(run.preset), SCOPE_TASK,
+     .help = "the task's named defaults (list below)", .default_text = "the task's first"},
+    {"seq-len", "N", KIND_INT, AT(run.task_opt.seq_len), SCOPE_TASK, 2, 1 << 20,
+     .help = "tokens per sequence = the model's context"},
+
+    {"batch", "N", KIND_INT, AT(run.batch), SCOPE_TRAIN, 1, 1 << 20, .help = "sequences per step"},
+    {"lr", "X", KIND_FLOAT, AT(run.lr), SCOPE_TRAIN, 0, INFINITY, 1,
+     .help = "peak learning rate (AdamW)"},
+    {"min-lr", "X", KIND_FLOAT, AT(run.min_lr), SCOPE_TRAIN, 0, INFINITY,
+     .help = "learning rate the cosine schedule ends at", .default_text = "--lr / 10"},
+    {"schedule", "cosine|constant", KIND_CHOICE, AT(run.schedule), SCOPE_TRAIN,
+     .choices = schedule_names, .help = "learning rate after the warmup"},
+    {"warmup", "N", KIND_LONG, AT(run.warmup), SCOPE_TRAIN, 0, INFINITY,
+     .help = "steps of linear warmup from 0 to --lr"},
+    {"weight-decay", "X", KIND_FLOAT, AT(run.adamw.weight_decay), SCOPE_TRAIN, 0, INFINITY,
+     .help = "AdamW decoupled decay of matrices and embeddings"},
+    {"beta1", "X", KIND_FLOAT, AT(run.adamw.beta1), SCOPE_TRAIN, 0, 1, 0, 1,
+     .help = "AdamW first-moment decay"},
+    {"beta2", "X", KIND_FLOAT, AT(run.adamw.beta2), SCOPE_TRAIN, 0, 1, 0, 1,
+     .help = "AdamW second-moment decay"},
+    {"clip", "X", KIND_FLOAT, AT(run.clip), SCOPE_TRAIN, 0, INFINITY,
+     .help = "max global gradient norm; 0 turns clipping off"},
+    {"dropout", "P", KIND_FLOAT, AT(run.model.dropout), SCOPE_TRAIN, 0, 1, 0, 1,
+     .help = "dropout on embeddings, attention and residual branches"},
+    {"seed", "N", KIND_SEED, AT(run.seed), SCOPE_TRAIN, 0, MAX_SEED,
+     .help = "initialisation, data stream and dropout"},
+
+    {"steps", "N", KIND_LONG, AT(run.steps), SCOPE_RUN, 1, INFINITY,
+     .help = "optimiser steps in all (with --resume: may extend the run)"},
+    {"threads", "N", KIND_INT, AT(run.threads), SCOPE_RUN, 1, 4096,
+     .help = "OpenMP/OpenBLAS threads (all cores); equal runs need equal counts"},
+    {"eval-every", "N", KIND_LONG, AT(run.eval_every), SCOPE_RUN, 0, INFINITY,
+     .help = "evaluate every N steps (0: only at the end)"},
+    {"eval-seqs", "N", KIND_INT, AT(run.eval_seqs), SCOPE_RUN, 1, 1 << 24,
+     .help = "sequences per evaluation split"},
+    {"save-every", "N", KIND_LONG, AT(run.save_every), SCOPE_RUN, 0, INFINITY,
+     .help = "save every N steps (0: only at the end and on Ctrl-C)"},
+    {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, INFINITY,
+     .help = "stop and save after this step as if interrupted (0: never)"},
+    {"out", "DIR", KIND_PATH, AT(out), SCOPE_RUN,
+     .help = "output folder (--resume: FILE's folder; --init: the default + \"-ft\")",
+     .default_text = "checkpoints/<task>-<pe>-s<seed>"},
+    {"force", NULL, KIND_SWITCH, AT(force), SCOPE_RUN, .help = "replace the run already in --out"},
+    {"resume", "FILE", KIND_PATH, AT(resume), SCOPE_RUN,
+     .help = "continue the run saved in FILE exactly (its config applies)", .default_text = "-"},
+    {"init", "FILE", KIND_PATH, AT(init), SCOPE_RUN,
+     .help = "start a new run from FILE's weights (its model and context apply)",
+     .default_text = "-"},
+    {"help", NULL, KIND_SWITCH, AT(help), SCOPE_RUN, .help = "print this help and exit"},
+};
+
+#define N_FLAGS ((int)(sizeof flags / sizeof flags[0]))
+
+// A preset field and the flag it stands for; values go through the flag's own parser, so
+// presets are checked like user input and need no second copy of the conversions.
+typedef enum { PRESET_INT, PRESET_FLOAT, PRESET_NAME } PresetFieldType;
+static const struct {
+    const char *flag;
+    size_t offset;
+    PresetFieldType type;
+} preset_fields[] = {
+    {"layers", offsetof(Preset, n_layer), PRESET_INT},
+    {"dim", offsetof(Preset, n_embd), PRESET_INT},
+    {"heads", offsetof(Preset, n_head), PRESET_INT},
+    {"seq-len", offsetof(Preset, seq_len), PRESET_INT},
+    {"batch", offsetof(Preset, batch), PRESET_INT},
+    {"steps", offsetof(Preset, steps), PRESET_INT},
+    {"warmup", offsetof(Preset, warmup), PRESET_INT},
+    {"eval-every", offsetof(Preset, eval_every), PRESET_INT},
+    {"eval-seqs", offsetof(Preset, eval_seqs), PRESET_INT},
+    {"lr", offsetof(Preset, lr), PRESET_FLOAT},
+    {"dropout", offsetof(Preset, dropout), PRESET_FLOAT},
+    {"weight-decay", offsetof(Preset, weight_decay), PRESET_FLOAT},
+    {"norm", offsetof(Preset, norm), PRESET_NAME},
+    {"act", offsetof(Preset, act), PRESET_NAME},
+};
+
+#define N_PRESET_FIELDS ((int)(sizeof preset_fields / sizeof preset_fields[0]))
+
+static int error(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const Flag *find_flag(const char *name) {
+    for (int i = 0; i < N_FLAGS; i++)
+        if (strcmp(flags[i].name, name) == 0) return &flags[i];
+    return NULL;
+}
+
+static void *value_of(const Flag *f, const CliArgs *a) { return (char *)a + f->offset; }
+
+// ----------------------------------------------------------------------------------------------
+// values: parsing, formatting, comparing, range checks
+
+static const char *preset_names(const Task *task, char *buf, size_t len) {
+    buf[0] = '\0';
+    for (int i = 0; i < task->n_presets; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "",
+                 task->presets[i].name);
+    return buf;
+}
+
+// "an integer from 1 to 64", "a number in [0, 1)", "a number > 0", ...
+static void describe_range(const Flag *f, char *buf, size_t len) {
+    const char *what = f->kind == KIND_FLOAT ? "a number" : "an integer";
+    if (isinf(f->hi))
+        snprintf(buf, len, "%s %s %g", what, f->lo_open ? ">" : ">=", f->lo);
+    else if (f->kind == KIND_FLOAT)
+        snprintf(buf, len, "%s in %c%g, %g%c", what, f->lo_open ? '(' : '[', f->lo, f->hi,
+                 f->hi_open ? ')' : ']');
+    else
+        snprintf(buf, len, "%s from %.0f to %.0f", what, f->lo, f->hi);
+}
+
+static int out_of_range(const Flag *f, const char *value, char *err, size_t errlen) {
+    char range[96];
+    describe_range(f, range, sizeof range);
+    return error(err, errlen, "--%s must be %s, got %s", f->name, range, value);
+}
+
+// Integers must fit the C type before the range check can see them (the value is then cast).
+static int parse_integer(const Flag *f, const char *text, long long lo, long long hi,
+                         long long *out, char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    *out = strtoll(text, &end, 10);
+    if (end == text || *end != '\0')
+        return error(err, errlen, "--%s needs an integer, got '%s'", f->name, text);
+    if (errno == ERANGE || *out < lo || *out > hi) return out_of_range(f, text, err, errlen);
+    return 0;
+}
+
+// Stores text as the flag's value; the range is checked later, on the final config.
+static int parse_value(const Flag *f, const char *text, CliArgs *a, char *err, size_t errlen) {
+    void *p = value_of(f, a);
+    long long n;
+    char names[256];
+    switch (f->kind) {
+    case KIND_INT:
+        if (parse_integer(f, text, INT_MIN, INT_MAX, &n, err, errlen)) return -1;
+        *(int *)p = (int)n;
+        return 0;
+    case KIND_LONG:
+        if (parse_integer(f, text, LONG_MIN, LONG_MAX, &n, err, errlen)) return -1;
+        *(long *)p = (long)n;
+        return 0;
+    case KIND_SEED:
+        if (parse_integer(f, text, 0, LLONG_MAX, &n, err, errlen)) return -1;
+        *(uint64_t *)p = (uint64_t)n;
+        return 0;
+    case KIND_FLOAT: {
+        char *end;
+        float x = strtof(text, &end);
+        if (end == text || *end != '\0')
+            return error(err, errlen, "--%s needs a number, got '%s'", f->name, text);
+        if (!isfinite(x)) return error(err, errlen, "--%s %s does not fit a float", f->name, text);
+        *(float *)p = x;
+        return 0;
+    }
+    case KIND_CHOICE:
+        names[0] = '\0';
+        for (int i = 0; f->choices[i]; i++) {
+            if (strcmp(text, f->choices[i]) == 0) {
+                *(int *)p = i;
+                return 0;
+            }
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? " or " : "",
+                     f->choices[i]);
+        }
+        return error(err, errlen, "--%s must be %s, got '%s'", f->name, names, text);
+    case KIND_PE:
+        if (!(*(const PositionalEncoding **)p = pe_find(text)))
+            return error(err, errlen, "unknown --pe '%s'; choose one of %s", text, pe_names());
+        return 0;
+    case KIND_TASK:
+        if (!(*(const Task **)p = task_find(text)))
+            return error(err, errlen, "unknown --task '%s'; choose one of %s", text, task_names());
+        return 0;
+    case KIND_PRESET:
+        if (!(*(const Preset **)p = task_preset(a->run.task, text)))
+            return error(err, errlen, "task %s has no preset '%s'; choose one of %s",
+                         a->run.task->name, text, preset_names(a->run.task, names, sizeof names));
+        return 0;
+    case KIND_PATH:
+        if (!text[0]) return error(err, errlen, "--%s needs a non-empty path", f->name);
+        if (strlen(text) >= PATH_LEN) return error(err, errlen, "--%s path is too long", f->name);
+        strcpy(p, text);
+        return 0;
+    case KIND_SWITCH:
+        *(int *)p = 1;
+        return 0;
+    }
+    return 0;
+}
+
+static void format_value(const Flag *f, const CliArgs *a, char *buf, size_t len) {
+    const void *p = value_of(f, a);
+    switch (f->kind) {
+    case KIND_INT: snprintf(buf, len, "%d", *(const int *)p); break;
+    case KIND_LONG: snprintf(buf, len, "%ld", *(const long *)p); break;
+    case KIND_SEED: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case KIND_FLOAT: format_float(buf, len, *(const float *)p); break;
+    case KIND_CHOICE: snprintf(buf, len, "%s", f->choices[*(const int *)p]); break;
+    case KIND_PE: snprintf(buf, len, "%s", (*(const PositionalEncoding *const *)p)->name); break;
+    case KIND_TASK: snprintf(buf, len, "%s", (*(const Task *const *)p)->name); break;
+    case KIND_PRESET: snprintf(buf, len, "%s", (*(const Preset *const *)p)->name); break;
+    case KIND_PATH: snprintf(buf, len, "%s", (const char *)p); break;
+    case KIND_SWITCH: snprintf(buf, len, "%s", *(const int *)p ? "on" : "off"); break;
+    }
+}
+
+static int same_value(const Flag *f, const CliArgs *a, const CliArgs *b) {
+    static const size_t sizes[] = {
+        [KIND_INT] = sizeof(int), [KIND_LONG] = sizeof(long), [KIND_FLOAT] = sizeof(float),
+        [KIND_SEED] = sizeof(uint64_t), [KIND_CHOICE] = sizeof(int), [KIND_PE] = sizeof(void *),
+        [KIND_TASK] = sizeof(void *), [KIND_PRESET] = sizeof(void *), [KIND_PATH] = PATH_LEN,
+        [KIND_SWITCH] = sizeof(int)};
+    if (f->kind == KIND_PATH) return strcmp(value_of(f, a), value_of(f, b)) == 0;
+    return memcmp(value_of(f, a), value_of(f, b), sizes[f->kind]) == 0;
+}
+
+static int is_number(const Flag *f) {
+    return f->kind == KIND_INT || f->kind == KIND_LONG || f->kind == KIND_FLOAT ||
+           f->kind == KIND_SEED;
+}
+
+static double number_of(const Flag *f, const CliArgs *a) {
+    const void *p = value_of(f, a);
+    switch (f->kind) {
+    case KIND_INT: return *(const int *)p;
+    case KIND_LONG: return (double)*(const long *)p;
+    case KIND_SEED: return (double)*(const uint64_t *)p;
+    default: return *(const float *)p;
+    }
+}
+
+static int check_range(const Flag *f, const CliArgs *a, char *err, size_t errlen) {
+    double x = number_of(f, a);
+    int below = f->lo_open ? x <= f->lo : x < f->lo;
+    int above = f->hi_open ? x >= f->hi : x > f->hi;
+    if (!below && !above) return 0;
+    char value[64];
+    format_value(f, a, value, sizeof value);
+    return out_of_range(f, value, err, errlen);
+}
+
+// ----------------------------------------------------------------------------------------------
+// defaults and presets
+
+static void set_defaults(CliArgs *a) {
+    memset(a, 0, sizeof *a);
+    RunConfig *r = &a->run;
+    r->model = (GPTConfig){.n_layer = 2, .n_embd = 128, .n_head = 4, .norm = NORM_PRE,
+                           .act = ACT_GELU, .pe = pe_find("abs"),
+                           .pe_opt = {.rope_base = 10000.0f}};
+    r->task = task_find("flipflop");
+    r->preset = &r->task->presets[0];
+    r->task_opt = (TaskOptions){.seq_len = 128, .flipflop_p_train = 0.8f};
+    r->batch = 32;
+    r->steps = 1000;
+    r->lr = 1e-3f;
+    r->min_lr = -1.0f;  // derived: lr / 10
+    r->schedule = SCHEDULE_COSINE;
+    r->warmup = 100;
+    r->adamw = (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    r->clip = 1.0f;
+    r->seed = 1;
+    r->threads = omp_get_num_procs();
+    r->eval_every = 250;
+    r->eval_seqs = 512;
+    r->save_every = 1000;
+}
+
+// The preset's value of field i as flag text, or NULL where the preset keeps the default.
+static const char *preset_text(const Preset *p, int i, char *buf, size_t len) {
+    const void *field = (const char *)p + preset_fields[i].offset;
+    switch (preset_fields[i].type) {
+    case PRESET_INT:
+        if (!*(const int *)field) return NULL;
+        snprintf(buf, len, "%d", *(const int *)field);
+        return buf;
+    case PRESET_FLOAT:
+        if (*(const float *)field == 0.0f) return NULL;
+        format_float(buf, len, *(const float *)field);
+        return buf;
+    case PRESET_NAME:
+        return *(const char *const *)field;
+    }
+    return NULL;
+}
+
+static int apply_preset(CliArgs *a, const Preset *p, char *err, size_t errlen) {
+    for (int i = 0; i < N_PRESET_FIELDS; i++) {
+        char buf[32];
+        const char *text = preset_text(p, i, buf, sizeof buf);
+        if (text && parse_value(find_flag(preset_fields[i].flag), text, a, err, errlen)) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err);
+            return error(err, errlen, "preset %s is broken: %s", p->name, why);
+        }
+    }
+    a->run.preset = p;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// --help
+
+static void print_flag(const Flag *f, const CliArgs *defaults) {
+    char left[48], value[64];
+    snprintf(left, sizeof left, "--%s%s%s", f->name, f->metavar ? " " : "",
+             f->metavar ? f->metavar : "");
+    if (f->kind == KIND_SWITCH) {
+        printf("  %-26s %s\n", left, f->help);
+        return;
+    }
+    if (f->default_text) snprintf(value, sizeof value, "%s", f->default_text);
+    else format_value(f, defaults, value, sizeof value);
+    printf("  %-26s %s [%s]\n", left, f->help, value);
+}
+
+// Prints each name of a "a, b, c" list with the summary lookup gives it.
+static void print_catalogue(const char *names, const char *(*summary)(const char *name)) {
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", names);
+    for (char *save, *name = strtok_r(copy, ", ", &save); name; name = strtok_r(NULL, ", ", &save))
+        printf("  %-10s %s\n", name, summary(name));
+}
+
+static const char *pe_summary(const char *name) { return pe_find(name)->summary; }
+static const char *task_summary(const char *name) { return task_find(name)->summary; }
+
+static void print_help(const char *program, const CliArgs *d) {
+    printf(
+        "usage: %s [--flag value ...]\n\n"
+        "Trains a small GPT on a synthetic task, evaluating it on the task's fixed splits as it\n"
+        "goes, and writes <out>/model.h5 (checkpoint) and <out>/metrics.jsonl (one row per\n"
+        "evaluation). Ctrl-C saves and stops; a second Ctrl-C aborts. Exit status: 0 done,\n"
+        "1 failure while running, 2 bad input, 130 interrupted (after saving).\n\n"
+        "Defaults [in brackets] are those of --task %s --preset %s: explicit flags\n"
+        "override the preset, which overrides the built-in defaults.\n",
+        program, d->run.task->name, d->run.preset->name);
+    for (int scope = SCOPE_MODEL; scope <= SCOPE_RUN; scope++) {
+        printf("\n%s:\n", scope_titles[scope]);
+        for (int i = 0; i < N_FLAGS; i++)
+            if (flags[i].scope == (Scope)scope) print_flag(&flags[i], d);
+    }
+    printf("\npositional encodings (--pe):\n");
+    print_catalogue(pe_names(), pe_summary);
+    printf("\ntasks (--task):\n");
+    print_catalogue(task_names(), task_summary);
+    printf("\npresets of %s (--preset):\n", d->run.task->name);
+    for (int p = 0; p < d->run.task->n_presets; p++) {
+        const Preset *preset = &d->run.task->presets[p];
+        printf("  %-10s %s\n", preset->name, preset->summary);
+        int column = 0;
+        for (int i = 0; i < N_PRESET_FIELDS; i++) {
+            char buf[32], setting[64];
+            const char *text = preset_text(preset, i, buf, sizeof buf);
+            if (!text) continue;
+            int len = snprintf(setting, sizeof setting, " --%s %s", preset_fields[i].flag, text);
+            if (column > 0 && column + len > 92) {
+                printf("\n");
+                column = 0;
+            }
+            if (column == 0) column = printf("%13s", "");
+            column += printf("%s", setting);
+        }
+        printf("\n");
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// the command line
+
+// Records the text of every flag given (the last one wins); switches get "".
+static int scan_argv(int argc, char **argv, const char **given, char *err, size_t errlen) {
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0) arg = "--help";
+        if (strncmp(arg, "--", 2) != 0)
+            return error(err, errlen, "unexpected argument '%s'; flags start with -- (see --help)",
+                         arg);
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1),
+                 arg + 2);
+        const Flag *f = find_flag(name);
+        if (!f)
+            return error(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2,
+                         arg);
+        int index = (int)(f - flags);
+        if (f->kind == KIND_SWITCH) {
+            if (eq) return error(err, errlen, "--%s takes no value", f->name);
+            given[index] = "";
+        } else if (eq) {
+            given[index] = eq + 1;
+        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            given[index] = argv[++i];
+        } else {
+            return error(err, errlen, "--%s needs a value (%s)", f->name, f->metavar);
+        }
+    }
+    return 0;
+}
+
+static const char *given_text(const char **given, const char *name) {
+    return given[find_flag(name) - flags];
+}
+
+static int read_checkpoint_config(const char *path, RunConfig *rc, char *err, size_t errlen) {
+    char *json;
+    if (checkpoint_read_config(path, &json, err, errlen)) return -1;
+    char why[512];
+    int failed = run_config_from_json(json, rc, why, sizeof why);
+    free(json);
+    if (failed) return error(err, errlen, "checkpoint %s is damaged: %s", path, why);
+    return 0;
+}
+
+// Task and preset of a new run, then the preset's values; --init keeps the data length the
+// model was trained on unless --seq-len says otherwise.
+static int start_new_run(CliArgs *a, const char **given, const RunConfig *init_from, char *err,
+                         size_t errlen) {
+    const char *task = given_text(given, "task"), *preset = given_text(given, "preset");
+    if (task && parse_value(find_flag("task"), task, a, err, errlen)) return -1;
+    if (!task && init_from) a->run.task = init_from->task;
+    a->run.preset = &a->run.task->presets[0];
+    if (preset && parse_value(find_flag("preset"), preset, a, err, errlen)) return -1;
+    if (apply_preset(a, a->run.preset, err, errlen)) return -1;
+    if (init_from) {
+        a->run.model = init_from->model;
+        a->run.task_opt.seq_len = init_from->task_opt.seq_len;
+    }
+    return 0;
+}
+
+// A flag given with a value other than the checkpoint's, in a scope the checkpoint fixes.
+static int check_against_checkpoint(const CliArgs *a, const char **given, const RunConfig *ckpt,
+                                    const char *path, int fixed_scope_max, const char *why,
+                                    char *err, size_t errlen) {
+    CliArgs saved;
+    memset(&saved, 0, sizeof saved);
+    saved.run = *ckpt;
+    for (int i = 0; i < N_FLAGS; i++) {
+        const Flag *f = &flags[i];
+        if (!given[i] || (int)f->scope > fixed_scope_max || same_value(f, a, &saved)) continue;
+        char theirs[64], ours[64];
+        format_value(f, &saved, theirs, sizeof theirs);
+        format_value(f, a, ours, sizeof ours);
+        return error(err, errlen,
+                     "checkpoint %s was trained with --%s %s, not %s; %sdrop the flag or pass "
+                     "--%s %s",
+                     path, f->name, theirs, ours, why, f->name, theirs);
+    }
+    return 0;
+}
+
+// Values that default to something derived from other flags, and the model's vocabulary and
+// context, which follow from the task.
+static int derive(CliArgs *a, const char **given, const RunConfig *init_from, char *err,
+                  size_t errlen) {
+    RunConfig *r = &a->run;
+    // A preset's warmup suits its own --steps; a short trial run gets a tenth of its steps.
+    if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
+    if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
+    if (r->min_lr < 0.0f) r->min_lr = (float)(r->lr / 10.0);
+    if (!init_from) {
+        r->model.vocab_size = r->task->vocab_size;
+        r->model.seq_len = r->task_opt.seq_len;
+        return 0;
+    }
+    if (r->task->vocab_size != r->model.vocab_size)
+        return error(err, errlen,
+                     "checkpoint %s has a vocabulary of %d tokens, task %s has %d; --init needs a "
+                     "task with the same tokens",
+                     a->init, r->model.vocab_size, r->task->name, r->task->vocab_size);
+    // Shorter sequences run in the model's context as they are; a longer context would change
+    // the shape of position tables (abs, and rel or cope sized by it).
+    if (r->task_opt.seq_len > r->model.seq_len)
+        return error(err, errlen,
+                     "checkpoint %s was built for a context of %d tokens, which --init keeps; pass "
+                     "--seq-len %d or less",
+                     a->init, r->model.seq_len, r->model.seq_len);
+    return 0;
+}
+
+static int validate(const CliArgs *a, char *err, size_t errlen) {
+    const RunConfig *r = &a->run;
+    for (int i = 0; i < N_FLAGS; i++)
+        if (is_number(&flags[i]) && check_range(&flags[i], a, err, errlen)) return -1;
+    if (r->min_lr > r->lr)
+        return error(err, errlen,
+                     "--min-lr %g is above --lr %g; the schedule decays from --lr down to --min-lr",
+                     (double)r->min_lr, (double)r->lr);
+    if (r->warmup > r->steps)
+        return error(err, errlen, "--warmup %ld is longer than --steps %ld; pick a shorter warmup",
+                     r->warmup, r->steps);
+    if (a->stop_at > r->steps)
+        return error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
+    const char *problem = r->task->check(&r->task_opt);
+    if (!problem) problem = gpt_config_check(&r->model);
+    return problem ? error(err, errlen, "%s", problem) : 0;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+// The output folder and its guard: a run already there is only replaced with --force, or
+// continued by resuming its own checkpoint.
+static int choose_out(CliArgs *a, char *err, size_t errlen) {
+    if (!a->out[0] && a->resume[0]) {
+        char copy[PATH_LEN];
+        snprintf(copy, sizeof copy, "%s", a->resume);
+        snprintf(a->out, PATH_LEN, "%s", dirname(copy));
+    } else if (!a->out[0]) {
+        snprintf(a->out, PATH_LEN, "checkpoints/%s-%s-s%llu%s", a->run.task->name,
+                 a->run.model.pe->name, (unsigned long long)a->run.seed, a->init[0] ? "-ft" : "");
+    }
+    char model[PATH_LEN + 16], metrics[PATH_LEN + 16];
+    snprintf(model, sizeof model, "%s/model.h5", a->out);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", a->out);
+    if (a->force || (a->resume[0] && same_file(a->resume, model))) return 0;
+    if (exists(model) || exists(metrics))
+        return error(err, errlen,
+                     "%s already holds a run; pass --resume %s to continue it, --force to replace "
+                     "it, or another --out",
+                     a->out, model);
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
+    const char *given[N_FLAGS] = {0};
+    set_defaults(a);
+    if (scan_argv(argc, argv, given, err, errlen)) return -1;
+    if (given_text(given, "help")) {
+        if (start_new_run(a, given, NULL, err, errlen)) return -1;
+        print_help(argv[0], a);
+        a->help = 1;
+        return 0;
+    }
+    const char *resume = given_text(given, "resume"), *init = given_text(given, "init");
+    if (resume && init)
+        return error(err, errlen,
+                     "--resume and --init exclude each other: --resume continues a run, --init "
+                     "starts a new one from its weights");
+    RunConfig ckpt;
+    if ((resume || init) && read_checkpoint_config(resume ? resume : init, &ckpt, err, errlen))
+        return -1;
+    if (resume) a->run = ckpt;
+    else if (start_new_run(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
+
+    // Explicit flags last, in table order, so that --preset reads the final --task.
+    for (int i = 0; i < N_FLAGS; i++)
+        if (given[i] && parse_value(&flags[i], given[i], a, err, errlen)) return -1;
+    if (resume && check_against_checkpoint(a, given, &ckpt, resume, SCOPE_TRAIN, "", err, errlen))
+        return -1;
+    if (init && check_against_checkpoint(a, given, &ckpt, init, SCOPE_MODEL,
+                                         "--init keeps the model's shape: ", err, errlen))
+        return -1;
+    if (resume && given_text(given, "threads") && a->run.threads != ckpt.threads)
+        fprintf(stderr,
+                "note: checkpoint %s was trained with --threads %d; with %d the rest of the run "
+                "differs from the uninterrupted one in rounding\n",
+                resume, ckpt.threads, a->run.threads);
+    // A resumed config is complete already: deriving again could only change it.
+    if (!resume && derive(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
+    if (validate(a, err, errlen)) return -1;
+    return choose_out(a, err, errlen);
+}

@@ -1,0 +1,263 @@
+// Run config <-> JSON (cJSON). Reading is strict: a checkpoint written by another version or by
+// hand must fail with the name of the bad field rather than train something unintended.
+#include "config.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const norm_names[] = {[NORM_PRE] = "pre", [NORM_POST] = "post", NULL};
+const char *const act_names[] = {[ACT_GELU] = "gelu", [ACT_RELU] = "relu", NULL};
+const char *const schedule_names[] = {
+    [SCHEDULE_COSINE] = "cosine", [SCHEDULE_CONSTANT] = "constant", NULL};
+
+void format_float(char *buf, size_t len, float value) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, len, "%.*g", digits, (double)value);
+        if ((float)strtod(buf, NULL) == value) return;
+    }
+}
+
+// Floats go into the JSON as their shortest decimal, so that it says "lr": 0.001 rather than
+// 0.0010000000474974513 and still reads back bit for bit.
+static void add_float(cJSON *obj, const char *key, float value) {
+    char text[32];
+    format_float(text, sizeof text, value);
+    cJSON_AddNumberToObject(obj, key, strtod(text, NULL));
+}
+
+// ----------------------------------------------------------------------------------------------
+// reading: a cursor over one JSON object that records the first problem and then ignores the
+// rest, so that a reader is a flat list of fields followed by one check.
+
+typedef struct {
+    const cJSON *obj;
+    const char *section;
+    char *err;
+    size_t errlen;
+    int failed;
+} JsonReader;
+
+static const cJSON *reader_field(JsonReader *r, const char *key, int (*is_type)(const cJSON *),
+                                 const char *what) {
+    if (r->failed) return NULL;
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->obj, key);
+    if (!is_type(item)) {
+        snprintf(r->err, r->errlen, "config field %s.%s is missing or not %s", r->section, key,
+                 what);
+        r->failed = 1;
+        return NULL;
+    }
+    return item;
+}
+
+static int cjson_is_number(const cJSON *item) { return cJSON_IsNumber(item); }
+static int cjson_is_string(const cJSON *item) { return cJSON_IsString(item); }
+static int cjson_is_bool(const cJSON *item) { return cJSON_IsBool(item); }
+
+// An integer in [lo, hi] (JSON numbers are doubles: exact up to 2^53).
+static double read_integer(JsonReader *r, const char *key, double lo, double hi) {
+    const cJSON *item = reader_field(r, key, cjson_is_number, "an integer");
+    if (!item) return 0;
+    double v = item->valuedouble;
+    if (v != floor(v) || v < lo || v > hi) {
+        snprintf(r->err, r->errlen, "config field %s.%s must be an integer in [%.0f, %.0f], got %g",
+                 r->section, key, lo, hi, v);
+        r->failed = 1;
+        return 0;
+    }
+    return v;
+}
+
+static int read_int(JsonReader *r, const char *key) {
+    return (int)read_integer(r, key, INT_MIN, INT_MAX);
+}
+static long read_long(JsonReader *r, const char *key) {
+    return (long)read_integer(r, key, 0, 9007199254740991.0);
+}
+
+static float read_float(JsonReader *r, const char *key) {
+    const cJSON *item = reader_field(r, key, cjson_is_number, "a number");
+    return item ? (float)item->valuedouble : 0.0f;
+}
+
+static const char *read_string(JsonReader *r, const char *key) {
+    const cJSON *item = reader_field(r, key, cjson_is_string, "a string");
+    return item ? item->valuestring : "";
+}
+
+// Index of the string field `key` in the NULL-terminated names, as enums are stored by name.
+static int read_choice(JsonReader *r, const char *key, const char *const *names) {
+    const char *s = read_string(r, key);
+    if (r->failed) return 0;
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    snprintf(r->err, r->errlen, "config field %s.%s has the unknown value \"%s\"", r->section, key,
+             s);
+    r->failed = 1;
+    return 0;
+}
+
+static JsonReader reader_of(const cJSON *root, const char *section, char *err, size_t errlen) {
+    JsonReader r = {.obj = root, .section = section, .err = err, .errlen = errlen};
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "config has no \"%s\" object", section);
+        r.failed = 1;
+    }
+    return r;
+}
+
+// ----------------------------------------------------------------------------------------------
+// model
+
+cJSON *gpt_config_to_json(const GPTConfig *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(j, "seq_len", c->seq_len);
+    cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(j, "n_embd", c->n_embd);
+    cJSON_AddNumberToObject(j, "n_head", c->n_head);
+    cJSON_AddNumberToObject(j, "ffn_dim", c->ffn_dim);
+    add_float(j, "dropout", c->dropout);
+    cJSON_AddStringToObject(j, "norm", norm_names[c->norm]);
+    cJSON_AddStringToObject(j, "act", act_names[c->act]);
+    cJSON_AddStringToObject(j, "pe", c->pe->name);
+    add_float(j, "rope_base", c->pe_opt.rope_base);
+    cJSON_AddNumberToObject(j, "rel_npos", c->pe_opt.rel_npos);
+    cJSON_AddNumberToObject(j, "cope_npos", c->pe_opt.cope_npos);
+    cJSON_AddBoolToObject(j, "tied", 1);
+    return j;
+}
+
+int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errlen) {
+    JsonReader r = reader_of(json, "model", err, errlen);
+    memset(c, 0, sizeof *c);
+    c->vocab_size = read_int(&r, "vocab_size");
+    c->seq_len = read_int(&r, "seq_len");
+    c->n_layer = read_int(&r, "n_layer");
+    c->n_embd = read_int(&r, "n_embd");
+    c->n_head = read_int(&r, "n_head");
+    c->ffn_dim = read_int(&r, "ffn_dim");
+    c->dropout = read_float(&r, "dropout");
+    c->norm = (NormPlacement)read_choice(&r, "norm", norm_names);
+    c->act = (Activation)read_choice(&r, "act", act_names);
+    const char *pe = read_string(&r, "pe");
+    c->pe_opt.rope_base = read_float(&r, "rope_base");
+    c->pe_opt.rel_npos = read_int(&r, "rel_npos");
+    c->pe_opt.cope_npos = read_int(&r, "cope_npos");
+    const cJSON *tied = reader_field(&r, "tied", cjson_is_bool, "true or false");
+    if (r.failed) return -1;
+    if (!cJSON_IsTrue(tied)) {
+        snprintf(err, errlen,
+                 "config says the model is untied; pelab models tie the output head to wte");
+        return -1;
+    }
+    if (!(c->pe = pe_find(pe))) {
+        snprintf(err, errlen,
+                 "config names the positional encoding \"%s\", which this build lacks (it has %s)",
+                 pe, pe_names());
+        return -1;
+    }
+    const char *problem = gpt_config_check(c);
+    if (problem) {
+        snprintf(err, errlen, "config describes an invalid model: %s", problem);
+        return -1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// run
+
+char *run_config_to_json(const RunConfig *rc) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "model", gpt_config_to_json(&rc->model));
+
+    cJSON *task = cJSON_AddObjectToObject(root, "task");
+    cJSON_AddStringToObject(task, "name", rc->task->name);
+    cJSON_AddStringToObject(task, "preset", rc->preset->name);
+    cJSON_AddNumberToObject(task, "seq_len", rc->task_opt.seq_len);
+    add_float(task, "flipflop_p_train", rc->task_opt.flipflop_p_train);
+
+    cJSON *train = cJSON_AddObjectToObject(root, "train");
+    cJSON_AddNumberToObject(train, "batch", rc->batch);
+    cJSON_AddNumberToObject(train, "steps", rc->steps);
+    add_float(train, "lr", rc->lr);
+    add_float(train, "min_lr", rc->min_lr);
+    cJSON_AddStringToObject(train, "schedule", schedule_names[rc->schedule]);
+    cJSON_AddNumberToObject(train, "warmup", rc->warmup);
+    add_float(train, "weight_decay", rc->adamw.weight_decay);
+    add_float(train, "beta1", rc->adamw.beta1);
+    add_float(train, "beta2", rc->adamw.beta2);
+    add_float(train, "eps", rc->adamw.eps);
+    add_float(train, "clip", rc->clip);
+    // Raw text: cJSON prints large numbers with 15 digits, and seeds go up to 2^53.
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)rc->seed);
+    cJSON_AddRawToObject(train, "seed", seed);
+    cJSON_AddNumberToObject(train, "threads", rc->threads);
+    cJSON_AddNumberToObject(train, "eval_every", rc->eval_every);
+    cJSON_AddNumberToObject(train, "eval_seqs", rc->eval_seqs);
+    cJSON_AddNumberToObject(train, "save_every", rc->save_every);
+
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen) {
+    JsonReader r = reader_of(json, "task", err, errlen);
+    const char *name = read_string(&r, "name");
+    const char *preset = read_string(&r, "preset");
+    rc->task_opt.seq_len = read_int(&r, "seq_len");
+    rc->task_opt.flipflop_p_train = read_float(&r, "flipflop_p_train");
+    if (r.failed) return -1;
+    if (!(rc->task = task_find(name))) {
+        snprintf(err, errlen, "config names the task \"%s\", which this build lacks (it has %s)",
+                 name, task_names());
+        return -1;
+    }
+    if (!(rc->preset = task_preset(rc->task, preset))) {
+        snprintf(err, errlen, "config names the preset \"%s\", which task %s lacks", preset, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_train(const cJSON *json, RunConfig *rc, char *err, size_t errlen) {
+    JsonReader r = reader_of(json, "train", err, errlen);
+    rc->batch = read_int(&r, "batch");
+    rc->steps = read_long(&r, "steps");
+    rc->lr = read_float(&r, "lr");
+    rc->min_lr = read_float(&r, "min_lr");
+    rc->schedule = (Schedule)read_choice(&r, "schedule", schedule_names);
+    rc->warmup = read_long(&r, "warmup");
+    rc->adamw.weight_decay = read_float(&r, "weight_decay");
+    rc->adamw.beta1 = read_float(&r, "beta1");
+    rc->adamw.beta2 = read_float(&r, "beta2");
+    rc->adamw.eps = read_float(&r, "eps");
+    rc->clip = read_float(&r, "clip");
+    rc->seed = (uint64_t)read_long(&r, "seed");
+    rc->threads = read_int(&r, "threads");
+    rc->eval_every = read_long(&r, "eval_every");
+    rc->eval_seqs = read_int(&r, "eval_seqs");
+    rc->save_every = read_long(&r, "save_every");
+    return r.failed ? -1 : 0;
+}
+
+int run_config_from_json(const char *json, RunConfig *rc, char *err, size_t errlen) {
+    memset(rc, 0, sizeof *rc);
+    cJSON *root = cJSON_Parse(json);
+    if (!root) {
+        snprintf(err, errlen, "config is not valid JSON");
+        return -1;
+    }
+    int ok = gpt_config_from_json(cJSON_GetObjectItemCaseSensitive(root, "model"), &rc->model,
+                                     err, errlen) == 0 &&
+                read_task(cJSON_GetObjectItemCaseSensitive(root, "task"), rc, err, errlen) == 0 &&
+                read_train(cJSON_GetObjectItemCaseSensitive(root, "train"), rc, err, errlen) == 0;
+    cJSON_Delete(root);
+    return ok ? 0 : -1;
+}

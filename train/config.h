@@ -1,0 +1,63 @@
+// The run config: everything that defines a training run (model, task, optimiser, schedule,
+// evaluation), and its JSON form, which checkpoints store so that --resume and --init can
+// rebuild the run and h5py users can rebuild the model:
+//
+//   {"model": {"vocab_size", "seq_len", "n_layer", "n_embd", "n_head", "ffn_dim", "dropout",
+//              "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base", "rel_npos",
+//              "cope_npos", "tied": true},
+//    "task":  {"name", "preset", "seq_len", "flipflop_p_train"},
+//    "train": {"batch", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
+//              "weight_decay", "beta1", "beta2", "eps", "clip", "seed", "threads",
+//              "eval_every", "eval_seqs", "save_every"}}
+//
+// Where the run's data length (task.seq_len) and the model's context (model.seq_len) differ, it
+// is because --init started a run on shorter sequences than the model was built for.
+#ifndef PELAB_CONFIG_H
+#define PELAB_CONFIG_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model/gpt.h"
+#include "../tasks/task.h"
+#include "adamw.h"
+
+typedef struct {
+    GPTConfig model;
+    const Task *task;
+    const Preset *preset;
+    TaskOptions task_opt;
+    int batch;
+    long steps;
+    float lr, min_lr;
+    Schedule schedule;
+    long warmup;
+    AdamWConfig adamw;
+    float clip;          // max global gradient norm; 0: no clipping
+    uint64_t seed;       // initialisation, data stream and dropout
+    int threads;
+    long eval_every;     // 0: evaluate at the end only
+    int eval_seqs;       // sequences per evaluation split
+    long save_every;     // 0: save at the end (and on Ctrl-C) only
+} RunConfig;
+
+// Names of the enums as the CLI and the JSON spell them: indexed by value, NULL-terminated.
+extern const char *const norm_names[];      // "pre", "post"
+extern const char *const act_names[];       // "gelu", "relu"
+extern const char *const schedule_names[];  // "cosine", "constant"
+
+// The shortest decimal that reads back as the same float ("0.001", not "0.00100000005").
+void format_float(char *buf, size_t len, float value);
+
+// The model part of the JSON above (a new object the caller owns).
+cJSON *gpt_config_to_json(const GPTConfig *c);
+// Reads and checks (gpt_config_check) a model config; 0, or -1 with a message in err.
+int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errlen);
+
+// The whole run config as compact JSON text (malloc'd, the caller frees; NULL if out of memory).
+char *run_config_to_json(const RunConfig *rc);
+// Parses JSON text made by run_config_to_json; 0, or -1 with a message in err.
+int run_config_from_json(const char *json, RunConfig *rc, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,99 @@
+#include "metrics.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// The step of one log line, or -1 if the line is not a row (for example the torn last line of a
+// run that was killed mid-write).
+static long row_step(const char *line) {
+    cJSON *row = cJSON_Parse(line);
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(row, "step");
+    long value = cJSON_IsNumber(step) ? (long)step->valuedouble : -1;
+    cJSON_Delete(row);
+    return value;
+}
+
+// Copies the rows of `previous` with step <= keep_through_step to a temporary file and renames
+// it over log->path: the old log stays whole until the new one is complete.
+static int rewrite_log(const MetricsLog *log, FILE *previous, long keep_through_step, char *err,
+                       size_t errlen) {
+    char tmp[sizeof log->path + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", log->path, (long)getpid());
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, previous) >= 0) {
+        long step = row_step(line);
+        if (step >= 0 && step <= keep_through_step)
+            fprintf(out, "%s%s", line, line[strlen(line) - 1] == '\n' ? "" : "\n");
+    }
+    free(line);
+    int failed = ferror(previous) || ferror(out);
+    failed |= fclose(out) != 0;
+    if (failed || rename(tmp, log->path) != 0) {
+        snprintf(err, errlen, "cannot rewrite %s: %s", log->path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_open(MetricsLog *log, const char *dir, const char *previous, long keep_through_step,
+                 char *err, size_t errlen) {
+    log->file = NULL;
+    if (snprintf(log->path, sizeof log->path, "%s/metrics.jsonl", dir) >= (int)sizeof log->path) {
+        snprintf(err, errlen, "--out %s is too long", dir);
+        return -1;
+    }
+    FILE *prev = previous ? fopen(previous, "r") : NULL;
+    if (prev) {
+        int rc = rewrite_log(log, prev, keep_through_step, err, errlen);
+        fclose(prev);
+        if (rc) return -1;
+    }
+    log->file = fopen(log->path, prev ? "a" : "w");
+    if (!log->file) {
+        snprintf(err, errlen, "cannot open %s: %s", log->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_append(MetricsLog *log, const MetricsRow *row, const Task *task,
+                   const SplitResult *results, char *err, size_t errlen) {
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddNumberToObject(obj, "step", (double)row->step);
+    cJSON_AddNumberToObject(obj, "tokens", (double)row->tokens);
+    cJSON_AddNumberToObject(obj, "loss", row->loss);
+    cJSON_AddNumberToObject(obj, "lr", row->lr);
+    cJSON_AddNumberToObject(obj, "tok_per_s", row->tok_per_s);
+    cJSON_AddNumberToObject(obj, "elapsed_s", row->elapsed_s);
+    cJSON *eval = cJSON_AddObjectToObject(obj, "eval");
+    for (int s = 0; s < task->n_splits; s++) {
+        cJSON *split = cJSON_AddObjectToObject(eval, task->split_names[s]);
+        cJSON_AddNumberToObject(split, "token_error", token_error_rate(&results[s]));
+        cJSON_AddNumberToObject(split, "seq_error", seq_error_rate(&results[s]));
+        cJSON_AddNumberToObject(split, "loss", results[s].loss);
+    }
+    char *text = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    int failed = !text || fprintf(log->file, "%s\n", text) < 0 || fflush(log->file) != 0;
+    free(text);
+    if (failed) {
+        snprintf(err, errlen, "cannot write to %s: %s", log->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void metrics_close(MetricsLog *log) {
+    if (log->file) fclose(log->file);
+    log->file = NULL;
+}

@@ -1,0 +1,38 @@
+// The metrics log of a run: <out>/metrics.jsonl, one JSON object per evaluation,
+//
+//   {"step": 250, "tokens": 1024000, "loss": 0.41, "lr": 0.001, "tok_per_s": 31200,
+//    "elapsed_s": 32.8, "eval": {"in": {"token_error": 0.01, "seq_error": 0.2, "loss": 0.05}, ...}}
+//
+// where loss is the mean training loss of the steps since the previous row, tok_per_s the
+// training throughput over those steps, and elapsed_s the run's wall time (across resumes).
+// Each row is flushed as it is written, so the log can be plotted while the run goes on.
+#ifndef PELAB_METRICS_H
+#define PELAB_METRICS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../tasks/task.h"
+#include "evaluate.h"
+
+typedef struct {
+    FILE *file;
+    char path[4096];
+} MetricsLog;
+
+typedef struct {
+    long step, tokens;
+    double loss, lr, tok_per_s, elapsed_s;
+} MetricsRow;
+
+// Starts <dir>/metrics.jsonl empty. When `previous` names a log (a resumed run's), the new log
+// starts with its rows of step <= keep_through_step instead, so it matches the resumed run as if
+// it had never stopped; a missing `previous` just starts empty. Returns 0, or -1 with err.
+int metrics_open(MetricsLog *log, const char *dir, const char *previous, long keep_through_step,
+                 char *err, size_t errlen);
+// Appends one row with every split's result; 0, or -1 with err.
+int metrics_append(MetricsLog *log, const MetricsRow *row, const Task *task,
+                   const SplitResult *results, char *err, size_t errlen);
+void metrics_close(MetricsLog *log);
+
+#endif
