@@ -81,6 +81,9 @@ typedef struct PositionalEncoding {
     // itself, and the attention turns it into dq and dk with the score path's products.
     void (*score_backward)(float *dS, const float *q, float *dq, float *dparams, int head,
                            const PEContext *ctx, const float *act, float *scratch);
+    // For introspection: the position the encoding assigned to each (query i, key j <= i) of one
+    // (batch, head), from its kept activations (cope's p_ij). NULL when positions are just i - j.
+    void (*score_positions)(float *P, const float *act, const PEContext *ctx);
     // Floats one (batch, head) needs at length T: kept for backward, and scratch per thread.
     size_t (*score_act_size)(const struct GPTConfig *c, int T);
     size_t (*score_scratch_size)(const struct GPTConfig *c, int T);

@@ -40,8 +40,34 @@ static inline Interp interp_at(float p) {
     return (Interp){lo, w > 0.0f ? lo + 1 : lo, w};
 }
 
+// Query i can reach positions 0 .. i + 1 at most (i + 1 gates of at most 1 each), so the
+// position products go by blocks of rows, each against the positions its rows can reach: half
+// the work of the full [T, npos] products.
+#define COPE_ROW_BLOCK 64
+
+static int reachable(int r1, int npos) { return r1 + 1 < npos ? r1 + 1 : npos; }
+
+// Z [T, npos] = q E^T (the reachable part of each row block)
 static void position_logits(float *Z, const float *q, const float *E, int T, int npos, int d, int ld) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, d, 1.0f, q, ld, E, d, 0.0f, Z, npos);
+    for (int r0 = 0; r0 < T; r0 += COPE_ROW_BLOCK) {
+        int r1 = r0 + COPE_ROW_BLOCK < T ? r0 + COPE_ROW_BLOCK : T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, reachable(r1, npos), d, 1.0f,
+                    q + (size_t)r0 * ld, ld, E, d, 0.0f, Z + (size_t)r0 * npos, npos);
+    }
+}
+
+// dq += dZ E; dE += dZ^T q (the reachable part of each row block)
+static void position_logits_backward(float *dq, float *dE, const float *dZ, const float *q,
+                                     const float *E, int T, int npos, int d, int ld) {
+    for (int r0 = 0; r0 < T; r0 += COPE_ROW_BLOCK) {
+        int r1 = r0 + COPE_ROW_BLOCK < T ? r0 + COPE_ROW_BLOCK : T, n = reachable(r1, npos);
+        const float *dz = dZ + (size_t)r0 * npos;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, d, n, 1.0f, dz, npos, E, d,
+                    1.0f, dq + (size_t)r0 * ld, ld);
+        if (dE)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, r1 - r0, 1.0f, dz, npos,
+                        q + (size_t)r0 * ld, ld, 1.0f, dE, d);
+    }
 }
 
 static void cope_score_forward(float *S, const float *q, const float *k, int head,
@@ -94,12 +120,20 @@ static void cope_score_backward(float *dS, const float *q, float *dq, float *dpa
             ds[kk] += acc * g[kk] * (1.0f - g[kk]);
         }
     }
-    // dq += dZ E; dE += dZ^T q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, npos, 1.0f, dZ, npos, ctx->params,
-                d, 1.0f, dq, ld);
-    if (dparams)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, npos, d, T, 1.0f, dZ, npos, q, ld, 1.0f,
-                    dparams, d);
+    position_logits_backward(dq, dparams, dZ, q, ctx->params, T, npos, d, ld);
+}
+
+static void cope_score_positions(float *P, const float *gates, const PEContext *ctx) {
+    int T = ctx->T;
+    float pmax = (float)(cope_npos(ctx->config) - 1);
+    for (int i = 0; i < T; i++) {
+        float sum = 0.0f;
+        for (int j = i; j >= 0; j--) {
+            sum += gates[(size_t)i * T + j];
+            P[(size_t)i * T + j] = sum < pmax ? sum : pmax;
+        }
+        for (int j = i + 1; j < T; j++) P[(size_t)i * T + j] = 0.0f;
+    }
 }
 
 static size_t cope_act_size(const GPTConfig *c, int T) {
@@ -120,6 +154,7 @@ const PositionalEncoding pe_cope = {
     .tensors = cope_tensors,
     .score_forward = cope_score_forward,
     .score_backward = cope_score_backward,
+    .score_positions = cope_score_positions,
     .score_act_size = cope_act_size,
     .score_scratch_size = cope_scratch_size,
 };
