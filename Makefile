@@ -53,7 +53,7 @@ bin/unit_tests: $(TEST_OBJ) $(LIB_OBJ)
 # The demo: Flip-Flop, classroom preset, a few minutes on two cores.
 demo: deps
 	$(MAKE) bin/train
-	bin/train --task flipflop --pe abs --preset classroom --out checkpoints/demo --force
+	bin/train --out checkpoints/demo --force
 	$(PYTHON) train/plot_metrics.py checkpoints/demo --out checkpoints/demo/curves.png
 
 test: deps deps-test

@@ -27,10 +27,13 @@ _Static_assert(sizeof split_p_ignore / sizeof split_p_ignore[0] ==
 
 static const Preset presets[] = {
     // Our choice: big enough to learn the task, small enough for a 2-core laptop in minutes.
+    // Sized by measurement on 2 cores: with rope, in-distribution error falls from ~25% to
+    // under 1% between steps 500 and 1000 (about a minute); at 64 pairs and width 128 the
+    // same drop takes several times longer. Learned absolute positions learn it more slowly.
     {.name = "classroom",
-     .summary = "2 layers, width 128, 64 pairs: learns in-distribution Flip-Flop in minutes",
-     .n_layer = 2, .n_embd = 128, .n_head = 4, .seq_len = 128, .batch = 32, .steps = 1500,
-     .warmup = 100, .eval_every = 250, .eval_seqs = 512, .lr = 1e-3f},
+     .summary = "2 layers, width 64, 32 pairs: rope learns in-distribution Flip-Flop in minutes",
+     .n_layer = 2, .n_embd = 64, .n_head = 4, .seq_len = 64, .batch = 32, .steps = 1500,
+     .warmup = 100, .eval_every = 250, .eval_seqs = 512, .lr = 3e-3f},
     // From the official data [paper]: 256 pairs = 512 tokens, trained on FFL(0.8). The model
     // (4 layers, width 256, 4 heads) is the small GPT of the CoPE paper's synthetic tasks as
     // issue 2 gives it; batch 16 and lr 3e-4 are the Flip-Flop paper's optimiser settings as

@@ -25,7 +25,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "bin" / "train"
 
-TINY = ["--layers", "1", "--dim", "16", "--heads", "2", "--seq-len", "16", "--batch", "4",
+TINY = ["--pe", "abs", "--lr", "0.001", "--layers", "1", "--dim", "16", "--heads", "2", "--seq-len", "16", "--batch", "4",
         "--eval-seqs", "8", "--threads", "1"]
 
 
@@ -159,9 +159,9 @@ def test_help_lists_every_flag_with_its_default():
         [line] = [l for l in lines if re.match(rf"  --{flag}(\s|$)", l)]
         if flag not in ("force", "help"):
             assert re.search(r"\[[^\]]+\]$", line), f"--{flag} shows no default: {line}"
-    for name in ("none", "abs", "sin", "flipflop", "classroom", "paper"):
+    for name in ("none", "abs", "sin", "rel", "t5", "alibi", "rope", "cope", "flipflop", "classroom", "paper"):
         assert re.search(rf"^\s+{name}\s", done.stdout, flags=re.M), f"{name} is not listed"
-    assert "[abs]" in done.stdout and "[flipflop]" in done.stdout
+    assert "[rope]" in done.stdout and "[flipflop]" in done.stdout
 
 
 def test_help_shows_the_chosen_preset():

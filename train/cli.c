@@ -335,7 +335,7 @@ static void set_defaults(CliArgs *a) {
     memset(a, 0, sizeof *a);
     RunConfig *r = &a->run;
     r->model = (GPTConfig){.n_layer = 2, .n_embd = 128, .n_head = 4, .norm = NORM_PRE,
-                           .act = ACT_GELU, .pe = pe_find("abs"),
+                           .act = ACT_GELU, .pe = pe_find("rope"),
                            .pe_opt = {.rope_base = 10000.0f}};
     r->task = task_find("flipflop");
     r->preset = &r->task->presets[0];
