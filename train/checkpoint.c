@@ -1,38 +1,15 @@
 // HDF5 checkpoints through the high-level H5LT API (layout in checkpoint.h).
 #include "checkpoint.h"
 
+#include "h5file.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <hdf5_hl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-// HDF5 prints its error stack to stderr by default; we turn each failure into one message.
-static void hdf5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-static herr_t innermost_error(unsigned n, const H5E_error2_t *e, void *detail) {
-    if (n == 0) snprintf(detail, 200, "%s", e->desc);
-    return 0;
-}
-
-// Formats the message, followed by the most specific line of HDF5's error stack if it has one.
-// Returns -1 so that callers can `return fail(...)`.
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    char detail[200] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, detail);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (detail[0] && n >= 0 && (size_t)n < errlen)
-        snprintf(err + n, errlen - n, " (HDF5: %s)", detail);
-    H5Eclear2(H5E_DEFAULT);
-    return -1;
-}
 
 // ----------------------------------------------------------------------------------------------
 // writing
@@ -49,16 +26,6 @@ static int write_tensors(hid_t group, const GPT *model, const float *buf, int tr
     return 0;
 }
 
-// Scalar attributes, so that h5py reads f.attrs["step"] as 40 rather than array([40]).
-static int set_scalar(hid_t loc, const char *name, hid_t type, const void *value) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = space < 0 ? -1 : H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = attr < 0 ? -1 : H5Awrite(attr, type, value);
-    if (attr >= 0) H5Aclose(attr);
-    if (space >= 0) H5Sclose(space);
-    return rc < 0 ? -1 : 0;
-}
-
 static hid_t make_group(hid_t parent, const char *name) {
     return H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 }
@@ -67,7 +34,7 @@ static int write_optimizer(hid_t file, const GPT *model, const AdamW *opt) {
     hid_t g = make_group(file, "optim");
     if (g < 0) return -1;
     long long step = opt->step;
-    int rc = set_scalar(g, "step", H5T_NATIVE_LLONG, &step);
+    int rc = h5_set_scalar(g, "step", H5T_NATIVE_LLONG, &step);
     const char *names[2] = {"m", "v"};
     const float *moments[2] = {opt->m, opt->v};
     for (int k = 0; k < 2 && rc >= 0; k++) {
@@ -85,22 +52,33 @@ static int write_state(hid_t file, const TrainState *s) {
     hsize_t four = 4;
     long long count = s->loss_count;
     int rc = H5LTmake_dataset(g, "data_rng", 1, &four, H5T_NATIVE_UINT64, s->data_rng.s);
-    if (rc >= 0) rc = set_scalar(g, "loss_sum", H5T_NATIVE_DOUBLE, &s->loss_sum);
-    if (rc >= 0) rc = set_scalar(g, "loss_count", H5T_NATIVE_LLONG, &count);
-    if (rc >= 0) rc = set_scalar(g, "elapsed_s", H5T_NATIVE_DOUBLE, &s->elapsed_s);
+    if (rc >= 0) rc = h5_set_scalar(g, "loss_sum", H5T_NATIVE_DOUBLE, &s->loss_sum);
+    if (rc >= 0) rc = h5_set_scalar(g, "loss_count", H5T_NATIVE_LLONG, &count);
+    if (rc >= 0) rc = h5_set_scalar(g, "elapsed_s", H5T_NATIVE_DOUBLE, &s->elapsed_s);
     H5Gclose(g);
     return rc < 0 ? -1 : 0;
 }
 
-static int write_file(hid_t file, const GPT *model, const AdamW *opt, const char *config_json,
-                      const TrainState *state) {
+typedef struct {
+    const GPT *model;
+    const AdamW *opt;
+    const char *config_json;
+    const TrainState *state;
+} CheckpointContents;
+
+static int write_file(hid_t file, const void *contents) {
+    const CheckpointContents *c = contents;
+    const GPT *model = c->model;
+    const AdamW *opt = c->opt;
+    const TrainState *state = c->state;
+    const char *config_json = c->config_json;
     int version = CHECKPOINT_VERSION;
     long long step = state ? state->step : 0, tokens = state ? state->tokens_seen : 0;
     if (H5LTset_attribute_string(file, "/", "format", CHECKPOINT_FORMAT) < 0 ||
-        set_scalar(file, "version", H5T_NATIVE_INT, &version) < 0 ||
+        h5_set_scalar(file, "version", H5T_NATIVE_INT, &version) < 0 ||
         H5LTset_attribute_string(file, "/", "config", config_json) < 0 ||
-        set_scalar(file, "step", H5T_NATIVE_LLONG, &step) < 0 ||
-        set_scalar(file, "tokens_seen", H5T_NATIVE_LLONG, &tokens) < 0)
+        h5_set_scalar(file, "step", H5T_NATIVE_LLONG, &step) < 0 ||
+        h5_set_scalar(file, "tokens_seen", H5T_NATIVE_LLONG, &tokens) < 0)
         return -1;
     hid_t g = make_group(file, "model");
     if (g < 0) return -1;
@@ -112,40 +90,10 @@ static int write_file(hid_t file, const GPT *model, const AdamW *opt, const char
     return 0;
 }
 
-// The rename below is only atomic protection if the data reached the disk before it: otherwise
-// a crash could leave the new name pointing at an empty file.
-static int sync_file(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int checkpoint_save(const char *path, const GPT *model, const AdamW *opt, const char *config_json,
                     const TrainState *state, char *err, size_t errlen) {
-    hdf5_quiet();
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "checkpoint path %s is too long", path);
-        return -1;
-    }
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0)
-        return fail(err, errlen, "cannot create %s (is its folder there and writable?)", tmp);
-    int rc = write_file(file, model, opt, config_json, state);
-    if (rc < 0) fail(err, errlen, "cannot write checkpoint %s", tmp);
-    if (H5Fclose(file) < 0 && rc == 0) rc = fail(err, errlen, "cannot finish checkpoint %s", tmp);
-    if (rc == 0 && sync_file(tmp) != 0) {
-        snprintf(err, errlen, "cannot flush %s to disk: %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) unlink(tmp);
-    return rc;
+    CheckpointContents contents = {model, opt, config_json, state};
+    return h5_write_atomic(path, "checkpoint", write_file, &contents, err, errlen);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -154,7 +102,7 @@ int checkpoint_save(const char *path, const GPT *model, const AdamW *opt, const 
 // Opens a checkpoint for reading after checking, in order, that it exists, is HDF5, is ours and
 // has a version we read, so that each way of being wrong gets its own message.
 static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
-    hdf5_quiet();
+    h5_quiet();
     if (access(path, R_OK) != 0) {
         snprintf(err, errlen, "cannot open checkpoint %s: %s", path, strerror(errno));
         return -1;
@@ -165,7 +113,7 @@ static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
     }
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
-        fail(err, errlen, "cannot read %s; the file is damaged", path);
+        h5_fail(err, errlen, "cannot read %s; the file is damaged", path);
         return -1;
     }
     char format[sizeof CHECKPOINT_FORMAT + 16] = "";
@@ -201,11 +149,11 @@ int checkpoint_read_config(const char *path, char **config_json, char *err, size
     size_t size = 0;
     int rc = -1;
     if (H5LTget_attribute_info(file, "/", "config", &dims, &cls, &size) < 0 || cls != H5T_STRING) {
-        fail(err, errlen, "%s has no config attribute; the checkpoint is damaged", path);
+        h5_fail(err, errlen, "%s has no config attribute; the checkpoint is damaged", path);
     } else if (!(*config_json = calloc(size + 1, 1))) {
         snprintf(err, errlen, "out of memory reading the config of %s", path);
     } else if (H5LTget_attribute_string(file, "/", "config", *config_json) < 0) {
-        fail(err, errlen, "cannot read the config attribute of %s", path);
+        h5_fail(err, errlen, "cannot read the config attribute of %s", path);
         free(*config_json);
         *config_json = NULL;
     } else {
@@ -243,7 +191,7 @@ static int read_tensors(hid_t group, const char *group_name, const GPT *model, f
         size_t size;
         if (H5LTget_dataset_ndims(group, t->name, &ndim) < 0 || ndim < 1 || ndim > 3 ||
             H5LTget_dataset_info(group, t->name, dims, &cls, &size) < 0 || cls != H5T_FLOAT)
-            return fail(err, errlen, "checkpoint %s: %s/%s is not a float tensor of rank 1 to 3",
+            return h5_fail(err, errlen, "checkpoint %s: %s/%s is not a float tensor of rank 1 to 3",
                         path, group_name, t->name);
         for (int d = 0; d < t->ndim; d++) want[d] = (hsize_t)t->shape[d];
         if (ndim != t->ndim || memcmp(dims, want, sizeof(hsize_t) * ndim) != 0) {
@@ -255,16 +203,16 @@ static int read_tensors(hid_t group, const char *group_name, const GPT *model, f
             return -1;
         }
         if (H5LTread_dataset_float(group, t->name, buf + t->offset) < 0)
-            return fail(err, errlen, "cannot read %s/%s from %s", group_name, t->name, path);
+            return h5_fail(err, errlen, "cannot read %s/%s from %s", group_name, t->name, path);
     }
     H5G_info_t info;
     if (H5Gget_info(group, &info) < 0)
-        return fail(err, errlen, "cannot list %s/ in %s", group_name, path);
+        return h5_fail(err, errlen, "cannot list %s/ in %s", group_name, path);
     for (hsize_t i = 0; i < info.nlinks && (hsize_t)expected != info.nlinks; i++) {
         char name[256];
         if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
                                H5P_DEFAULT) < 0)
-            return fail(err, errlen, "cannot list %s/ in %s", group_name, path);
+            return h5_fail(err, errlen, "cannot list %s/ in %s", group_name, path);
         if (!gpt_tensor(model, name)) {
             snprintf(err, errlen, "checkpoint %s has a tensor %s/%s that this model lacks; it was "
                      "saved from a model of another config", path, group_name, name);
@@ -283,7 +231,7 @@ static int read_group(hid_t file, const char *name, const GPT *model, float *buf
         return -1;
     }
     hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
-    if (g < 0) return fail(err, errlen, "cannot open %s/ in %s", name, path);
+    if (g < 0) return h5_fail(err, errlen, "cannot open %s/ in %s", name, path);
     int rc = read_tensors(g, name, model, buf, trainable_only, path, err, errlen);
     H5Gclose(g);
     return rc;
@@ -306,7 +254,7 @@ static int read_state(hid_t file, TrainState *s, const char *path, char *err, si
         H5LTget_attribute_double(file, "state", "loss_sum", &s->loss_sum) < 0 ||
         H5LTget_attribute_long_long(file, "state", "loss_count", &count) < 0 ||
         H5LTget_attribute_double(file, "state", "elapsed_s", &s->elapsed_s) < 0)
-        return fail(err, errlen, "checkpoint %s: the training state is incomplete or damaged",
+        return h5_fail(err, errlen, "checkpoint %s: the training state is incomplete or damaged",
                     path);
     s->step = (long)step;
     s->tokens_seen = (long)tokens;
@@ -323,7 +271,7 @@ static int read_file(hid_t file, GPT *model, AdamW *opt, TrainState *state, cons
             read_group(file, "optim/v", model, opt->v, 1, path, err, errlen) < 0)
             return -1;
         if (H5LTget_attribute_long_long(file, "optim", "step", &step) < 0)
-            return fail(err, errlen, "checkpoint %s: optim/ has no step attribute", path);
+            return h5_fail(err, errlen, "checkpoint %s: optim/ has no step attribute", path);
         opt->step = (long)step;
     }
     if (state && read_state(file, state, path, err, errlen) < 0) return -1;
