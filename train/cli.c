@@ -117,6 +117,8 @@ static const Flag flags[] = {
      .help = "save every N steps (0: only at the end and on Ctrl-C)"},
     {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, INFINITY,
      .help = "stop and save after this step as if interrupted (0: never)"},
+    {"attention-maps", "N", KIND_INT, AT(attention_maps), SCOPE_RUN, 0, 64,
+     .help = "at the end, write N sequences per split's attention to <out>/attention.h5"},
     {"out", "DIR", KIND_PATH, AT(out), SCOPE_RUN,
      .help = "output folder (--resume: FILE's folder; --init: the default + \"-ft\")",
      .default_text = "checkpoints/<task>-<pe>-s<seed>"},

@@ -19,6 +19,7 @@ typedef struct {
     char init[4096];     // checkpoint whose weights start a new run, or ""
     int force;           // may replace the run already in `out`
     long stop_at;        // stop and save after this step (0: run to --steps)
+    int attention_maps;  // sequences per split whose attention goes to <out>/attention.h5 (0: none)
     int help;
 } CliArgs;
 

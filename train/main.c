@@ -18,6 +18,7 @@
 #include "../model/rng.h"
 #include "../tasks/task.h"
 #include "adamw.h"
+#include "attention_maps.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "config.h"
@@ -299,6 +300,19 @@ static int report_end(const Trainer *t, long first_step, double session_start, i
     return 0;
 }
 
+// The attention maps of the finished model (--attention-maps); returns the exit status.
+static int write_attention_maps(Trainer *t) {
+    char path[4096 + 16], err[1024];
+    snprintf(path, sizeof path, "%s/attention.h5", t->args.out);
+    if (attention_maps_write(path, &t->model, t->args.run.task, &t->evals, t->args.attention_maps,
+                             err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", program, err);
+        return EXIT_RUN_FAILED;
+    }
+    printf("wrote %s; draw it with train/plot_attention.py %s\n", path, path);
+    return 0;
+}
+
 // Trains up to --stop-at or --steps, or until interrupted; returns the exit status.
 static int train(Trainer *t) {
     const RunConfig *r = &t->args.run;
@@ -336,6 +350,7 @@ int main(int argc, char **argv) {
     setup(&trainer);
     print_header(&trainer);
     int status = train(&trainer);
+    if (status == 0 && trainer.args.attention_maps > 0) status = write_attention_maps(&trainer);
     teardown(&trainer);
     return status;
 }

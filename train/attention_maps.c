@@ -1,0 +1,119 @@
+#include "attention_maps.h"
+
+#include <hdf5_hl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5file.h"
+
+typedef struct {
+    GPT *model;
+    const Task *task;
+    const EvalSets *sets;
+    int n;
+    float *maps;       // [n, H, T, T]
+    int32_t *argmax;   // [n, T]
+} MapsJob;
+
+static int write_names(hid_t file, const char *attr, const char *const *names, int count) {
+    char joined[4096] = "";
+    for (int i = 0; i < count; i++) {
+        if (i) strncat(joined, ",", sizeof joined - strlen(joined) - 1);
+        strncat(joined, names[i], sizeof joined - strlen(joined) - 1);
+    }
+    return H5LTset_attribute_string(file, "/", attr, joined) < 0 ? -1 : 0;
+}
+
+// Copies one layer's [n, H, T, T] maps with everything above the diagonal set to 0: the
+// attention kernel leaves those entries as work space.
+static void lower_triangle(float *dst, const float *src, size_t matrices, int T) {
+    for (size_t m = 0; m < matrices; m++)
+        for (int i = 0; i < T; i++) {
+            const float *s = src + (m * T + i) * T;
+            float *d = dst + (m * T + i) * T;
+            memcpy(d, s, (size_t)(i + 1) * sizeof(float));
+            memset(d + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));
+        }
+}
+
+static int write_split(hid_t file, MapsJob *job, int split) {
+    GPT *m = job->model;
+    const GPTConfig *c = &m->config;
+    const EvalSets *sets = job->sets;
+    int n = job->n, T = sets->T, H = c->n_head, V = c->vocab_size;
+    size_t offset = ((size_t)split * sets->n_seqs) * T;
+    const int32_t *inputs = sets->inputs + offset, *targets = sets->targets + offset;
+    gpt_forward(m, inputs, targets, n, T, 0, 0);
+    for (int p = 0; p < n * T; p++) {
+        const float *z = m->acts.logits + (size_t)p * V;
+        int best = 0;
+        for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
+        job->argmax[p] = best;
+    }
+    hid_t g = H5Gcreate2(file, job->task->split_names[split], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    hsize_t tok_dims[2] = {(hsize_t)n, (hsize_t)T};
+    hsize_t map_dims[4] = {(hsize_t)n, (hsize_t)H, (hsize_t)T, (hsize_t)T};
+    int rc = H5LTmake_dataset_int(g, "tokens", 2, tok_dims, inputs) < 0 ||
+             H5LTmake_dataset_int(g, "targets", 2, tok_dims, targets) < 0 ||
+             H5LTmake_dataset_int(g, "predictions", 2, tok_dims, job->argmax) < 0;
+    const PositionalEncoding *pe = c->pe;
+    for (int kind = 0; kind < 2 && !rc; kind++) {
+        if (kind == 1 && !pe->score_positions) break;
+        hid_t sub = H5Gcreate2(g, kind ? "positions" : "attention", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (sub < 0) {
+            rc = -1;
+            break;
+        }
+        for (int l = 0; l < c->n_layer && !rc; l++) {
+            const LayerActs *la = &m->acts.layer[l];
+            if (kind == 0) {
+                lower_triangle(job->maps, la->att, (size_t)n * H, T);
+            } else {
+                PEContext ctx = {.config = c, .layer = l, .T = T};
+                size_t act = c->pe->score_act_size(c, T);
+                for (int bh = 0; bh < n * H; bh++)
+                    pe->score_positions(job->maps + (size_t)bh * T * T, la->pe + bh * act, &ctx);
+            }
+            char name[32];
+            snprintf(name, sizeof name, "layer%d", l);
+            rc = H5LTmake_dataset_float(sub, name, 4, map_dims, job->maps) < 0;
+        }
+        H5Gclose(sub);
+    }
+    H5Gclose(g);
+    return rc ? -1 : 0;
+}
+
+static int fill(hid_t file, const void *ctx) {
+    MapsJob *job = (MapsJob *)ctx;
+    const Task *task = job->task;
+    if (H5LTset_attribute_string(file, "/", "pe", job->model->config.pe->name) < 0 ||
+        H5LTset_attribute_string(file, "/", "task", task->name) < 0 ||
+        write_names(file, "split_names", task->split_names, task->n_splits) < 0 ||
+        write_names(file, "token_names", task->token_names, task->vocab_size) < 0)
+        return -1;
+    for (int s = 0; s < task->n_splits; s++)
+        if (write_split(file, job, s) < 0) return -1;
+    return 0;
+}
+
+int attention_maps_write(const char *path, GPT *model, const Task *task, const EvalSets *sets,
+                         int n, char *err, size_t errlen) {
+    if (n > model->max_batch) n = model->max_batch;
+    if (n > sets->n_seqs) n = sets->n_seqs;
+    int T = sets->T, H = model->config.n_head;
+    MapsJob job = {model, task, sets, n, malloc((size_t)n * H * T * T * sizeof(float)),
+                   malloc((size_t)n * T * sizeof(int32_t))};
+    int rc;
+    if (!job.maps || !job.argmax) {
+        snprintf(err, errlen, "out of memory for the attention maps; ask for fewer sequences");
+        rc = -1;
+    } else {
+        rc = h5_write_atomic(path, "attention maps", fill, &job, err, errlen);
+    }
+    free(job.maps);
+    free(job.argmax);
+    return rc;
+}
