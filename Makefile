@@ -53,8 +53,9 @@ bin/unit_tests: $(TEST_OBJ) $(LIB_OBJ)
 # The demo: Flip-Flop, classroom preset, a few minutes on two cores.
 demo: deps
 	$(MAKE) bin/train
-	bin/train --out checkpoints/demo --force
+	bin/train --out checkpoints/demo --force --attention-maps 2
 	$(PYTHON) train/plot_metrics.py checkpoints/demo --out checkpoints/demo/curves.png
+	$(PYTHON) train/plot_attention.py checkpoints/demo/attention.h5
 
 test: deps deps-test
 	$(MAKE) all bin/unit_tests
