@@ -1,0 +1,144 @@
+"""Training-step benchmark of the C model against the PyTorch reference (`make bench`).
+
+For each preset and positional encoding, bin/bench times training steps of the C model
+(forward, backward, clipping, AdamW) and reports tokens/s, achieved GFLOP/s against the analytic
+FLOP count of a step and peak memory. Then the same step (same config, batch, optimiser) runs in
+the float32 PyTorch reference with torch.set_num_threads(1) and (2): Debian's torch can run
+slower on 2 threads because its BLAS and OpenMP pools fight, so the best is reported with its
+thread count. Every measurement runs in a process of its own, so that peak memory is its own.
+Steps are timed one by one and the median is reported (the best in brackets): on a shared
+machine other processes slow some steps, and the median ignores those outliers. Where other
+work keeps the cores busy, OpenMP's default spin-waiting loses whole time slices at every
+barrier; OMP_WAIT_POLICY=passive (passed on to both sides) then gives steadier figures.
+The figures are printed, nothing is asserted: timings belong in a benchmark, not in a test.
+
+    /usr/bin/python3 tests/bench.py [--presets classroom paper] [--pes none abs sin]
+                                    [--steps N] [--torch-threads 1 2]
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bin" / "bench"
+
+# Timed steps per preset (after warmup): a few seconds per measurement on 2 cores.
+DEFAULT_STEPS = {"classroom": 30, "paper": 4}
+WARMUP = 1
+
+
+def torch_worker(args):
+    """Runs in a child process: times the reference's training step on the model config and
+    batch that bin/bench used (JSON on stdin) and prints JSON."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference import GPT, adamw_step, make_adamw
+
+    torch.set_num_threads(args.threads)
+    spec = json.load(sys.stdin)
+    cfg, B = spec["model"], spec["batch"]
+    T = cfg["seq_len"]
+    torch.manual_seed(1)
+    model = GPT(cfg)
+    opt = make_adamw(model, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    inputs = torch.tensor(spec["inputs"], dtype=torch.int64).view(B, T)
+    targets = torch.tensor(spec["targets"], dtype=torch.int64).view(B, T)
+    seconds = []
+    for _ in range(WARMUP + args.steps):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _, loss = model(inputs, targets)
+        loss.backward()
+        adamw_step(model, opt, 1.0)
+        seconds.append(time.perf_counter() - start)
+    print(json.dumps({"step_seconds": seconds[WARMUP:],
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "version": torch.__version__}))
+
+
+def run_json(cmd, env=None, stdin=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, input=stdin)
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(map(str, cmd[:3]))} ... failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def add_rates(run, tokens, flops):
+    """Median and best step time, and tokens/s and GFLOP/s at the median."""
+    run["median_s"] = statistics.median(run["step_seconds"])
+    run["best_s"] = min(run["step_seconds"])
+    run["tokens_per_s"] = tokens / run["median_s"]
+    run["gflops"] = flops / run["median_s"] * 1e-9
+    return run
+
+
+def measure(preset, pe, steps, torch_threads):
+    c = run_json([str(BENCH), "--pe", pe, "--preset", preset, "--steps", str(steps),
+                  "--warmup", str(WARMUP)])
+    tokens = c["batch"] * c["model"]["seq_len"]
+    add_rates(c, tokens, c["flops_per_step"])
+    spec = json.dumps({k: c[k] for k in ("model", "batch", "inputs", "targets")})
+    best = None
+    for n in torch_threads:
+        # The OpenMP pool of torch's BLAS follows OMP_NUM_THREADS, not set_num_threads alone.
+        env = dict(os.environ, OMP_NUM_THREADS=str(n))
+        t = run_json([sys.executable, __file__, "--torch-worker", "--threads", str(n), "--steps",
+                      str(steps)], env=env, stdin=spec)
+        t["threads"] = n
+        add_rates(t, tokens, c["flops_per_step"])
+        if best is None or t["tokens_per_s"] > best["tokens_per_s"]:
+            best = t
+    return c, best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--presets", nargs="+", default=["classroom", "paper"])
+    ap.add_argument("--pes", nargs="+", default=["none", "abs", "sin"],
+                    help="positional encodings, by name as --pe takes them")
+    ap.add_argument("--steps", type=int, help="timed steps (default: per preset)")
+    ap.add_argument("--torch-threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_worker:
+        return torch_worker(args)
+    if not BENCH.exists():
+        sys.exit(f"bench: {BENCH} is missing; run `make bin/bench` first")
+
+    def ms(run):
+        return f"{run['median_s'] * 1e3:.0f} ({run['best_s'] * 1e3:.0f})"
+
+    head = (f"{'preset':<10} {'pe':<6} {'B x T':>9} {'params':>7} | {'C tok/s':>8} {'GFLOP/s':>7} "
+            f"{'ms/step (best)':>15} {'MiB':>5} | {'torch tok/s':>11} {'GFLOP/s':>7} "
+            f"{'ms/step (best)':>15} {'thr':>3} {'MiB':>5} | {'C/torch':>7}")
+    rows = []
+    for preset in args.presets:
+        for pe in args.pes:
+            steps = args.steps or DEFAULT_STEPS.get(preset, 5)
+            c, t = measure(preset, pe, steps, args.torch_threads)
+            rows.append(
+                f"{preset:<10} {pe:<6} {c['batch']:>4}x{c['model']['seq_len']:<4} "
+                f"{c['parameters'] / 1e6:>6.2f}M | {c['tokens_per_s']:>8.0f} {c['gflops']:>7.1f} "
+                f"{ms(c):>15} {c['peak_rss_mib']:>5.0f} | {t['tokens_per_s']:>11.0f} "
+                f"{t['gflops']:>7.1f} {ms(t):>15} {t['threads']:>3} {t['peak_rss_mib']:>5.0f} | "
+                f"{c['tokens_per_s'] / t['tokens_per_s']:>6.2f}x")
+            print(rows[-1], file=sys.stderr, flush=True)  # progress while the rest runs
+    print(f"\ntraining step = forward + backward + clip + AdamW on one batch, median of {steps} "
+          f"timed steps after {WARMUP} warmup; C on {c['threads']} OpenMP threads; torch "
+          f"{t['version']} float32 at its best thread count (thr) of {args.torch_threads}; "
+          f"GFLOP/s = analytic FLOPs of a step / median step time; MiB = peak resident memory; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
+    print(head)
+    print("-" * len(head))
+    print("\n".join(rows))
+
+if __name__ == "__main__":
+    main()

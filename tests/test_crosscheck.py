@@ -1,0 +1,163 @@
+"""Whole-model cross-check of the C GPT against PyTorch autograd (SPEC section 7).
+
+bin/crosscheck builds a small random model, saves it with the real checkpoint writer, runs three
+training steps and dumps logits, loss, gradients and updated parameters (see the tool's header).
+Here the reference model of reference.py loads that checkpoint and recomputes everything in
+float64, so the only differences left are the C side's float32 rounding.
+
+Tolerances. float32 rounds to 6e-8 relative; a sum of n terms adds up to sqrt(n) such errors
+and LayerNorm / softmax backward subtract nearly equal numbers, which we allow a factor of a
+few hundred for at these sizes (n <= 150 per sum). So logits and loss agree to 1e-5 and
+gradients to 1e-4 of the largest entry of their tensor (measured: below 8e-7 and 2e-6, and
+1.2e-5 for CoPE's position table at T = 150, whose gradient sums over T^2 query-key pairs).
+A real bug (a missing term, a wrong index or scale) is off by 1e-2 or more. Errors are taken
+relative to the tensor's largest reference entry, not element-wise, because entries that
+cancel to near zero carry absolute, not relative, float32 error.
+
+The three AdamW steps feed the C gradients (already checked against the reference at the same
+parameters) to torch.optim.AdamW and compare the parameter updates. Feeding the reference its
+own gradients instead would not test anything more but would break on one tensor for a reason
+no float32 code can avoid: the key bias has an exactly zero gradient (softmax ignores a score
+shift shared by a row), float32 leaves ~1e-9 of rounding there, and Adam's normalised step
+turns that into an update of up to lr in a random direction.
+"""
+import json
+import pathlib
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import torch  # a missing torch must fail the suite, not skip it (SPEC section 7)
+
+from reference import GPT, adamw_step, decays, make_adamw
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOOL = ROOT / "bin" / "crosscheck"
+
+LOGIT_TOL = 1e-5
+GRAD_TOL = 1e-4
+# Updates are ~lr (1e-2) against parameters of up to ~1.3 whose float32 rounding is ~1e-7,
+# so the C update itself carries up to ~1e-5 relative error (measured: 7e-6).
+UPDATE_TOL = 1e-4
+
+# Every positional encoding of the C model, with the tool flags of the variant to check: a
+# new encoding (or a variant of one) is one entry. rel and cope are also checked with tables
+# short enough that distances and positions clamp to the last row.
+PES = [
+    ("none", []),
+    ("abs", []),
+    ("sin", []),
+    ("rel", []),
+    ("rel", ["--rel-npos", "6"]),
+    ("t5", []),
+    ("alibi", []),
+    ("rope", []),
+    ("rope", ["--rope-base", "100"]),
+    ("cope", []),
+    ("cope", ["--cope-npos", "4"]),
+]
+# The tool's default shape is small and fast; "long" crosses the attention's 64-row blocks
+# (T = 150, and 113 on step 2) and LayerNorm's 32-column blocks with a width that is not a
+# multiple of them, and uses an odd head count.
+SHAPES = {
+    "small": [],
+    "long": ["--seq-len", "150", "--dim", "48", "--heads", "3", "--layers", "1", "--batch", "2"],
+}
+CONFIGS = ([(pe, flags, norm, act, "small") for pe, flags in PES for norm in ("pre", "post")
+            for act in ("gelu", "relu")] +
+           [(pe, flags, "pre", "gelu", "long") for pe, flags in PES])
+IDS = ["-".join([pe, *[f.lstrip("-") for f in flags], norm, act, shape])
+       for pe, flags, norm, act, shape in CONFIGS]
+
+
+def rel_err(c, ref):
+    """max |c - ref| / max |ref|; the reference is float64."""
+    scale = np.max(np.abs(ref))
+    assert scale > 0, "the reference is all zeros: the comparison would prove nothing"
+    return float(np.max(np.abs(np.asarray(c, dtype=np.float64) - ref)) / scale)
+
+
+def load_reference(path):
+    """The few lines a user needs to load a pelab checkpoint into the reference."""
+    with h5py.File(path, "r") as f:
+        model = GPT(json.loads(f.attrs["config"])["model"])
+        state = {k: torch.from_numpy(f["model"][k][()]) for k in f["model"]}
+    model.load_state_dict(state)  # strict: a missing or extra name fails here
+    return model.double()
+
+
+def copy_params(model, group):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.from_numpy(group[name][()]).double())
+
+
+def check_names(model, group, what):
+    ref = {n for n, _ in model.named_parameters()}
+    got = set(group.keys())
+    assert got == ref, (f"{what}: names differ from the reference; missing {sorted(ref - got)}, "
+                        f"unexpected {sorted(got - ref)}")
+
+
+@pytest.mark.parametrize("pe,flags,norm,act,shape", CONFIGS, ids=IDS)
+def test_matches_pytorch(pe, flags, norm, act, shape, tmp_path):
+    assert TOOL.exists(), f"{TOOL} is missing: run `make bin/crosscheck` first"
+    run = subprocess.run([str(TOOL), "--pe", pe, "--norm", norm, "--act", act, "--out",
+                          str(tmp_path), *flags, *SHAPES[shape]], capture_output=True, text=True)
+    assert run.returncode == 0, f"bin/crosscheck failed ({run.returncode}): {run.stderr}"
+    model = load_reference(tmp_path / "model.h5")
+    failures = []
+
+    def expect(err, tol, what):
+        if not err <= tol:  # also catches NaN
+            failures.append(f"{what}: relative error {err:.3g} > {tol:g}")
+
+    with h5py.File(tmp_path / "dump.h5", "r") as d:
+        grads1 = d["step1/grads"]
+        decay = {n: bool(grads1[n].attrs["weight_decay"]) for n in grads1}
+        for name, p in model.named_parameters():
+            assert decay[name] == decays(model, name, p), (
+                f"{name}: the C optimiser {'decays' if decay[name] else 'does not decay'} it; "
+                "AdamW must decay the matrices and embeddings, not biases (the T5 bias table "
+                "among them) or LayerNorm gains")
+        opt = make_adamw(model, lr=float(d.attrs["lr"]),
+                         betas=(float(d.attrs["beta1"]), float(d.attrs["beta2"])),
+                         eps=float(d.attrs["eps"]), weight_decay=float(d.attrs["weight_decay"]),
+                         decay=lambda m, n, p: decay[n])
+        clipped = []
+        for step in (1, 2, 3):
+            s = d[f"step{step}"]
+            check_names(model, s["grads"], f"step {step} gradients")
+            check_names(model, s["params"], f"step {step} parameters")
+            inputs = torch.from_numpy(s["inputs"][()].astype(np.int64))
+            targets = torch.from_numpy(s["targets"][()].astype(np.int64))
+            model.zero_grad(set_to_none=True)
+            logits, loss = model(inputs, targets)
+            loss.backward()
+            expect(rel_err(s["logits"][()], logits.detach().numpy()), LOGIT_TOL,
+                   f"step {step} logits")
+            expect(rel_err(s.attrs["loss"], loss.item()), LOGIT_TOL, f"step {step} loss")
+            for name, p in model.named_parameters():
+                expect(rel_err(s["grads"][name][()], p.grad.numpy()), GRAD_TOL,
+                       f"step {step} gradient of {name}")
+
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    p.grad.copy_(torch.from_numpy(s["grads"][name][()]))
+            max_norm = float(s.attrs["max_norm"])
+            grad_norm = adamw_step(model, opt, max_norm)
+            expect(rel_err(s.attrs["grad_norm"], grad_norm), LOGIT_TOL, f"step {step} grad norm")
+            clipped.append(0 < max_norm < grad_norm)
+            for name, p in model.named_parameters():
+                c_update = s["params"][name][()].astype(np.float64) - before[name].numpy()
+                expect(rel_err(c_update, (p.detach() - before[name]).numpy()), UPDATE_TOL,
+                       f"step {step} AdamW update of {name}")
+            # The next step's forward starts from the C parameters, so each step's gradients
+            # are checked at exactly the point the C model computed them.
+            copy_params(model, s["params"])
+        assert any(clipped) and not all(clipped), f"clipping should act on some steps only: {clipped}"
+
+    assert not failures, (f"{pe} {flags} {norm}/{act}/{shape} differs from PyTorch:\n  "
+                          + "\n  ".join(failures))

@@ -1,0 +1,147 @@
+// bin/bench: times training steps of the C model at a task preset and prints one JSON object:
+// the model config and the batch (so tests/bench.py can time the same step in PyTorch), the
+// seconds of every timed step, gpt_flops_per_step() and peak memory. Steps are timed one by
+// one so that tests/bench.py can take the median: a busy machine slows some steps, not all.
+//
+//   bin/bench --pe abs [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]
+//             [--threads N]
+//
+// A step is what the trainer does per batch: forward, zero_grad, backward, gradient clipping
+// and the AdamW update. The batch is drawn once from the task's training stream: its values
+// do not change the work, and drawing it inside the timed loop would time the generator too.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../model/gpt.h"
+#include "../tasks/task.h"
+#include "../train/adamw.h"
+#include "../train/config.h"
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static long parse_int(const char *flag, const char *s, long lo) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > 1000000)
+        die("%s needs an integer from %ld to 1000000, got \"%s\"", flag, lo, s);
+    return v;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *usage =
+    "usage: bin/bench --pe NAME [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]\n"
+    "                 [--threads N (default: OpenMP's)]\n";
+
+int main(int argc, char **argv) {
+    const char *pe = NULL, *task_name = "flipflop", *preset_name = "classroom";
+    long steps = 20, warmup = 2, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (strcmp(f, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) die("%s needs a value", f);
+        const char *v = argv[++i];
+        if (strcmp(f, "--pe") == 0) pe = v;
+        else if (strcmp(f, "--task") == 0) task_name = v;
+        else if (strcmp(f, "--preset") == 0) preset_name = v;
+        else if (strcmp(f, "--steps") == 0) steps = parse_int(f, v, 1);
+        else if (strcmp(f, "--warmup") == 0) warmup = parse_int(f, v, 0);
+        else if (strcmp(f, "--threads") == 0) threads = parse_int(f, v, 1);
+        else die("unknown flag %s; see --help", f);
+    }
+    if (!pe) die("--pe is required\n%s", usage);
+    const Task *task = task_find(task_name);
+    if (!task) die("unknown --task %s; known: %s", task_name, task_names());
+    const Preset *p = task_preset(task, preset_name);
+    if (!p) die("task %s has no preset %s", task_name, preset_name);
+    if (threads) omp_set_num_threads((int)threads);
+
+    GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
+                     .n_embd = p->n_embd, .n_head = p->n_head, .ffn_dim = 4 * p->n_embd,
+                     .dropout = p->dropout, .pe = pe_find(pe),
+                     .norm = p->norm && strcmp(p->norm, "post") == 0 ? NORM_POST : NORM_PRE,
+                     .act = p->act && strcmp(p->act, "relu") == 0 ? ACT_RELU : ACT_GELU};
+    if (!cfg.pe) die("unknown --pe %s; known: %s", pe, pe_names());
+    const char *bad = gpt_config_check(&cfg);
+    if (bad) die("%s", bad);
+    // The training p_i does not change the cost; 0.8 is the paper's.
+    TaskOptions topt = {.seq_len = p->seq_len, .flipflop_p_train = 0.8f};
+    bad = task->check(&topt);
+    if (bad) die("%s", bad);
+
+    int B = p->batch, T = p->seq_len;
+    GPT model;
+    char err[256];
+    if (gpt_build(&model, &cfg, B, err, sizeof err) != 0) die("%s", err);
+    gpt_init(&model, 1);
+    AdamW opt;
+    if (adamw_init(&opt, &model) != 0) die("out of memory for the optimiser");
+    AdamWConfig ocfg = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    int32_t *inputs = malloc(sizeof(int32_t) * B * T), *targets = malloc(sizeof(int32_t) * B * T);
+    if (!inputs || !targets) die("out of memory for the batch");
+    Rng rng;
+    rng_seed(&rng, 1);
+    for (int b = 0; b < B; b++) task->sample(&topt, -1, &rng, inputs + b * T, targets + b * T);
+
+    double *seconds = malloc(sizeof(double) * steps);
+    if (!seconds) die("out of memory for the timings");
+    for (long s = 0; s < warmup + steps; s++) {
+        double start = now_s();
+        gpt_forward(&model, inputs, targets, B, T, 1, (uint64_t)s);
+        gpt_zero_grad(&model);
+        gpt_backward(&model);
+        clip_grad_norm(&model, 1.0f);
+        adamw_update(&opt, &model, p->lr, &ocfg);
+        if (s >= warmup) seconds[s - warmup] = now_s() - start;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double flops = gpt_flops_per_step(&cfg, B, T);
+
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddItemToObject(out, "model", gpt_config_to_json(&cfg));
+    cJSON_AddStringToObject(out, "task", task_name);
+    cJSON_AddStringToObject(out, "preset", preset_name);
+    cJSON_AddNumberToObject(out, "batch", B);
+    cJSON_AddItemToObject(out, "inputs", cJSON_CreateIntArray(inputs, B * T));
+    cJSON_AddItemToObject(out, "targets", cJSON_CreateIntArray(targets, B * T));
+    cJSON_AddNumberToObject(out, "threads", model.n_threads);
+    cJSON_AddNumberToObject(out, "parameters", (double)model.num_parameters);
+    cJSON_AddItemToObject(out, "step_seconds", cJSON_CreateDoubleArray(seconds, (int)steps));
+    cJSON_AddNumberToObject(out, "flops_per_step", flops);
+    cJSON_AddNumberToObject(out, "peak_rss_mib", (double)ru.ru_maxrss / 1024.0);  // KiB on Linux
+    char *text = cJSON_PrintUnformatted(out);
+    if (!text) die("out of memory for the output");
+    puts(text);
+    free(text);
+    cJSON_Delete(out);
+    free(seconds);
+    free(inputs);
+    free(targets);
+    adamw_free(&opt);
+    gpt_free(&model);
+    return 0;
+}

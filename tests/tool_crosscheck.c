@@ -1,0 +1,246 @@
+// bin/crosscheck: runs a small random GPT through three training steps and dumps everything the
+// PyTorch reference (tests/reference.py) needs to check it; tests/test_crosscheck.py drives it.
+//
+//   bin/crosscheck --pe abs --norm pre --act gelu --out DIR [--layers 2 --dim 32 --heads 4
+//                  --ffn 4*dim --seq-len 16 --batch 3 --vocab 7 --seed 1 --rope-base 10000
+//                  --rel-npos 0 --cope-npos 0]
+//
+// DIR/model.h5 is the initial model written by the real checkpoint writer, so the test also
+// proves that a checkpoint loads into the reference. DIR/dump.h5 holds, for steps k = 1, 2, 3:
+//   step{k}/inputs, step{k}/targets  [B_k, T_k] int32 (-1: not scored)
+//   step{k}/logits [B_k, T_k, V], attribute loss: the forward at the parameters before step k
+//   step{k}/grads/<name>            gradients of that forward, before clipping
+//   step{k}/params/<name>           parameters after the update of step k
+//   attributes grad_norm (before clipping) and max_norm (<= 0: no clipping)
+// and at the root the AdamW settings (lr, beta1, beta2, eps, weight_decay) and, per tensor,
+// step1/grads/<name> carries an attribute weight_decay (what the C optimiser decays).
+// Step 2 uses a shorter batch (fewer sequences, fewer positions) than the buffers were built
+// for, so code that confuses the batch's B, T with the maximum shows up.
+#include <errno.h>
+#include <hdf5.h>
+#include <hdf5_hl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../model/gpt.h"
+#include "../model/rng.h"
+#include "../train/adamw.h"
+#include "../train/checkpoint.h"
+#include "../train/config.h"
+
+#define N_STEPS 3
+
+typedef struct {
+    const char *pe, *norm, *act, *out;
+    int layers, dim, heads, ffn, seq_len, batch, vocab;
+    long seed;
+    PEOptions pe_opt;
+} Args;
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "crosscheck: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static long parse_int(const char *flag, const char *s, long lo) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > 1000000)
+        die("%s needs an integer from %ld to 1000000, got \"%s\"", flag, lo, s);
+    return v;
+}
+
+static const char *usage =
+    "usage: bin/crosscheck --pe NAME --norm pre|post --act gelu|relu --out DIR\n"
+    "       [--layers 2] [--dim 32] [--heads 4] [--ffn 4*dim] [--seq-len 16] [--batch 3]\n"
+    "       [--vocab 7] [--seed 1] [--rope-base 10000] [--rel-npos 0 (T)] [--cope-npos 0 (T+1)]\n";
+
+static Args parse_args(int argc, char **argv) {
+    Args a = {.layers = 2, .dim = 32, .heads = 4, .seq_len = 16, .batch = 3, .vocab = 7, .seed = 1,
+              .pe_opt = {.rope_base = 10000.0f}};
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (strcmp(f, "--help") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (i + 1 >= argc) die("%s needs a value", f);
+        const char *v = argv[++i];
+        if (strcmp(f, "--pe") == 0) a.pe = v;
+        else if (strcmp(f, "--norm") == 0) a.norm = v;
+        else if (strcmp(f, "--act") == 0) a.act = v;
+        else if (strcmp(f, "--out") == 0) a.out = v;
+        else if (strcmp(f, "--layers") == 0) a.layers = (int)parse_int(f, v, 1);
+        else if (strcmp(f, "--dim") == 0) a.dim = (int)parse_int(f, v, 1);
+        else if (strcmp(f, "--heads") == 0) a.heads = (int)parse_int(f, v, 1);
+        else if (strcmp(f, "--ffn") == 0) a.ffn = (int)parse_int(f, v, 1);
+        else if (strcmp(f, "--seq-len") == 0) a.seq_len = (int)parse_int(f, v, 2);
+        else if (strcmp(f, "--batch") == 0) a.batch = (int)parse_int(f, v, 2);
+        else if (strcmp(f, "--vocab") == 0) a.vocab = (int)parse_int(f, v, 2);
+        else if (strcmp(f, "--seed") == 0) a.seed = parse_int(f, v, 0);
+        else if (strcmp(f, "--rope-base") == 0) a.pe_opt.rope_base = (float)parse_int(f, v, 2);
+        else if (strcmp(f, "--rel-npos") == 0) a.pe_opt.rel_npos = (int)parse_int(f, v, 0);
+        else if (strcmp(f, "--cope-npos") == 0) a.pe_opt.cope_npos = (int)parse_int(f, v, 0);
+        else die("unknown flag %s; see --help", f);
+    }
+    if (!a.pe || !a.norm || !a.act || !a.out) die("--pe, --norm, --act and --out are required\n%s", usage);
+    if (!a.ffn) a.ffn = 4 * a.dim;
+    return a;
+}
+
+// ----------------------------------------------------------------------------------------------
+// HDF5 output
+
+static void check_h5(herr_t status, const char *what) {
+    if (status < 0) die("HDF5 failed to write %s", what);
+}
+
+static hid_t make_group(hid_t parent, const char *name) {
+    hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) die("HDF5 failed to create group %s", name);
+    return g;
+}
+
+// One dataset per tensor, named by its state_dict key, from a buffer in the parameter layout.
+static void write_tensors(hid_t group, const GPT *m, const float *buf) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const TensorInfo *t = &m->tensors[i];
+        hsize_t dims[3];
+        for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
+        check_h5(H5LTmake_dataset_float(group, t->name, t->ndim, dims, buf + t->offset), t->name);
+    }
+}
+
+static void set_attr_float(hid_t loc, const char *obj, const char *name, float v) {
+    check_h5(H5LTset_attribute_float(loc, obj, name, &v, 1), name);
+}
+
+// ----------------------------------------------------------------------------------------------
+
+// Random tokens; about a third of the targets unscored, and at least one scored per batch so
+// the loss is defined.
+static void draw_batch(Rng *rng, int B, int T, int V, int32_t *inputs, int32_t *targets) {
+    for (int i = 0; i < B * T; i++) {
+        inputs[i] = (int32_t)rng_below(rng, (uint32_t)V);
+        targets[i] = rng_below(rng, 3) == 0 ? -1 : (int32_t)rng_below(rng, (uint32_t)V);
+    }
+    if (targets[0] < 0) targets[0] = 0;
+}
+
+int main(int argc, char **argv) {
+    Args a = parse_args(argc, argv);
+    GPTConfig cfg = {.vocab_size = a.vocab, .seq_len = a.seq_len, .n_layer = a.layers,
+                     .n_embd = a.dim, .n_head = a.heads, .ffn_dim = a.ffn, .dropout = 0.0f,
+                     .pe = pe_find(a.pe), .pe_opt = a.pe_opt};
+    if (!cfg.pe) die("unknown --pe %s; known: %s", a.pe, pe_names());
+    if (strcmp(a.norm, "pre") == 0) cfg.norm = NORM_PRE;
+    else if (strcmp(a.norm, "post") == 0) cfg.norm = NORM_POST;
+    else die("--norm must be pre or post, got %s", a.norm);
+    if (strcmp(a.act, "gelu") == 0) cfg.act = ACT_GELU;
+    else if (strcmp(a.act, "relu") == 0) cfg.act = ACT_RELU;
+    else die("--act must be gelu or relu, got %s", a.act);
+    const char *bad = gpt_config_check(&cfg);
+    if (bad) die("%s", bad);
+    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", a.out, strerror(errno));
+
+    GPT model;
+    char err[256];
+    if (gpt_build(&model, &cfg, a.batch, err, sizeof err) != 0) die("%s", err);
+    gpt_init(&model, (uint64_t)a.seed);
+    // gpt_init's N(0, 0.02) weights leave attention nearly uniform, and its zero biases and
+    // unit gains would hide a bias or gain applied at the wrong place: move every parameter by
+    // N(0, 0.1) so that scores spread over about one unit and every vector is non-constant.
+    Rng rng;
+    rng_seed(&rng, hash_mix((uint64_t)a.seed, 1));
+    for (size_t i = 0; i < model.num_parameters; i++) model.params_memory[i] += 0.1f * rng_normal(&rng);
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.h5", a.out);
+    // The form a model-only tool stores (train/checkpoint.h): all the reference reads.
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddItemToObject(json, "model", gpt_config_to_json(&cfg));
+    char *config_json = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    if (!config_json) die("out of memory for the config");
+    if (checkpoint_save(path, &model, NULL, config_json, NULL, err, sizeof err) != 0) die("%s", err);
+    free(config_json);
+
+    snprintf(path, sizeof path, "%s/dump.h5", a.out);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) die("cannot create %s", path);
+    // A large lr makes the updates large against the float32 rounding of the parameters.
+    const float lr = 1e-2f;
+    AdamWConfig ocfg = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    set_attr_float(file, "/", "lr", lr);
+    set_attr_float(file, "/", "beta1", ocfg.beta1);
+    set_attr_float(file, "/", "beta2", ocfg.beta2);
+    set_attr_float(file, "/", "eps", ocfg.eps);
+    set_attr_float(file, "/", "weight_decay", ocfg.weight_decay);
+
+    AdamW opt;
+    if (adamw_init(&opt, &model) != 0) die("out of memory for the optimiser");
+    int32_t *inputs = malloc(sizeof(int32_t) * a.batch * a.seq_len);
+    int32_t *targets = malloc(sizeof(int32_t) * a.batch * a.seq_len);
+    if (!inputs || !targets) die("out of memory for the batch");
+    float first_loss = 0.0f, first_norm = 0.0f;
+    for (int step = 1; step <= N_STEPS; step++) {
+        int B = step == 2 ? a.batch - 1 : a.batch;
+        int T = step == 2 ? a.seq_len - a.seq_len / 4 : a.seq_len;
+        draw_batch(&rng, B, T, a.vocab, inputs, targets);
+        float loss = gpt_forward(&model, inputs, targets, B, T, 1, 0);
+        gpt_zero_grad(&model);
+        gpt_backward(&model);
+
+        char name[32];
+        snprintf(name, sizeof name, "step%d", step);
+        hid_t g = make_group(file, name);
+        hsize_t dims[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)a.vocab};
+        check_h5(H5LTmake_dataset_int(g, "inputs", 2, dims, inputs), "inputs");
+        check_h5(H5LTmake_dataset_int(g, "targets", 2, dims, targets), "targets");
+        check_h5(H5LTmake_dataset_float(g, "logits", 3, dims, model.acts.logits), "logits");
+        set_attr_float(g, ".", "loss", loss);
+        hid_t gg = make_group(g, "grads");
+        write_tensors(gg, &model, model.grads_memory);
+        if (step == 1)
+            for (int i = 0; i < model.n_tensors; i++)
+                check_h5(H5LTset_attribute_int(gg, model.tensors[i].name, "weight_decay",
+                                               &model.tensors[i].weight_decay, 1),
+                         "weight_decay");
+        H5Gclose(gg);
+
+        // Clip on step 1 (half the norm), not on step 2 (twice the norm), none on step 3, so
+        // both branches of the clipping are compared.
+        float norm = grad_global_norm(&model);
+        if (step == 1) {
+            first_loss = loss;
+            first_norm = norm;
+        }
+        float max_norm = step == 1 ? 0.5f * norm : step == 2 ? 2.0f * norm : 0.0f;
+        set_attr_float(g, ".", "grad_norm", clip_grad_norm(&model, max_norm));
+        set_attr_float(g, ".", "max_norm", max_norm);
+        adamw_update(&opt, &model, lr, &ocfg);
+        hid_t gp = make_group(g, "params");
+        write_tensors(gp, &model, model.params_memory);
+        H5Gclose(gp);
+        H5Gclose(g);
+    }
+    H5Fclose(file);
+    printf("crosscheck: %s, %s-norm, %s: %d tensors, %zu parameters, first loss %.6f, grad norm "
+           "%.4g; wrote %s/model.h5 and %s/dump.h5\n",
+           a.pe, a.norm, a.act, model.n_tensors, model.num_parameters, first_loss, first_norm,
+           a.out, a.out);
+    free(inputs);
+    free(targets);
+    adamw_free(&opt);
+    gpt_free(&model);
+    return 0;
+}
