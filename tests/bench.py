@@ -101,7 +101,8 @@ def measure(preset, pe, steps, torch_threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", nargs="+", default=["classroom", "paper"])
-    ap.add_argument("--pes", nargs="+", default=["none", "abs", "sin"],
+    ap.add_argument("--pes", nargs="+",
+                    default=["none", "abs", "sin", "rel", "t5", "alibi", "rope", "cope"],
                     help="positional encodings, by name as --pe takes them")
     ap.add_argument("--steps", type=int, help="timed steps (default: per preset)")
     ap.add_argument("--torch-threads", nargs="+", type=int, default=[1, 2])
@@ -120,10 +121,12 @@ def main():
             f"{'ms/step (best)':>15} {'MiB':>5} | {'torch tok/s':>11} {'GFLOP/s':>7} "
             f"{'ms/step (best)':>15} {'thr':>3} {'MiB':>5} | {'C/torch':>7}")
     rows = []
+    c_step_s = {}  # (preset, pe) -> median C step time, for CoPE's cost relative to RoPE
     for preset in args.presets:
         for pe in args.pes:
             steps = args.steps or DEFAULT_STEPS.get(preset, 5)
             c, t = measure(preset, pe, steps, args.torch_threads)
+            c_step_s[preset, pe] = c["median_s"]
             rows.append(
                 f"{preset:<10} {pe:<6} {c['batch']:>4}x{c['model']['seq_len']:<4} "
                 f"{c['parameters'] / 1e6:>6.2f}M | {c['tokens_per_s']:>8.0f} {c['gflops']:>7.1f} "
@@ -139,6 +142,10 @@ def main():
     print(head)
     print("-" * len(head))
     print("\n".join(rows))
+    for preset in args.presets:
+        if (preset, "cope") in c_step_s and (preset, "rope") in c_step_s:
+            print(f"{preset}: a cope step takes {c_step_s[preset, 'cope'] / c_step_s[preset, 'rope']:.2f}x "
+                  f"the time of a rope step in C")
 
 if __name__ == "__main__":
     main()
