@@ -4,6 +4,7 @@
 // Only the bits after r are scored, so the task measures whether attention retrieves the last
 // write reliably however many ignores lie in between.
 #include <stdio.h>
+#include <string.h>
 
 #include "task.h"
 
@@ -62,6 +63,19 @@ static const char *flipflop_check(const TaskOptions *opt) {
     return NULL;
 }
 
+// Every split and the training stream have the sequence length --seq-len.
+static void flipflop_layout(const TaskOptions *opt, TaskLayout *layout) {
+    memset(layout, 0, sizeof *layout);
+    layout->train_len = opt->seq_len;
+    layout->n_splits = sizeof split_names / sizeof split_names[0];
+    for (int s = 0; s < layout->n_splits; s++) {
+        TaskSplit *split = &layout->split[s];
+        snprintf(split->name, sizeof split->name, "%s", split_names[s]);
+        snprintf(split->summary, sizeof split->summary, "%s", split_summaries[s]);
+        split->seq_len = opt->seq_len;
+    }
+}
+
 static void flipflop_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *inputs,
                             int32_t *targets) {
     float p_ignore = split < 0 ? opt->flipflop_p_train : split_p_ignore[split];
@@ -91,11 +105,9 @@ const Task task_flipflop = {
     .summary = "Flip-Flop: write/read/ignore a one-bit memory; the bits after a read are scored",
     .vocab_size = 5,
     .token_names = token_names,
-    .n_splits = sizeof split_names / sizeof split_names[0],
-    .split_names = split_names,
-    .split_summaries = split_summaries,
     .presets = presets,
     .n_presets = sizeof presets / sizeof presets[0],
     .check = flipflop_check,
+    .layout = flipflop_layout,
     .sample = flipflop_sample,
 };

@@ -1,8 +1,9 @@
 // Synthetic tasks: one interface, one file per task, one table (task_table.c).
 //
-// A task knows its vocabulary, how to draw one sequence of its training distribution or of one
-// of its fixed evaluation splits, which target positions are scored, and its presets (model and
-// training sizes that make sense for it).
+// A task knows its vocabulary, its layout (how long its training sequences are, and which fixed
+// evaluation splits it has with their own lengths), how to draw one sequence of its training
+// distribution or of one of its splits, which target positions are scored, and its presets
+// (model and training sizes that make sense for it).
 #ifndef PELAB_TASK_H
 #define PELAB_TASK_H
 
@@ -10,10 +11,23 @@
 
 #include "../model/rng.h"
 
+// kvret: the position of the queried pair in training sequences (tasks/kvret.c defines them).
+typedef enum { KV_UNIFORM = 0, KV_ENDS = 1 } KvPositions;
+extern const char *const kv_positions_names[];  // "uniform", "ends", NULL
+
+#define KV_MAX_PAIRS 128  // kvret's key symbols: pairs per sequence, eval pairs included
+#define TASK_MAX_BINS 32  // kvret --position-bins
+
 // Task knobs from the command line; each task reads the ones it has.
 typedef struct {
-    int seq_len;          // tokens per sequence = the model's T
-    float flipflop_p_train; // flipflop: p_i of the training stream (paper: 0.8)
+    int seq_len;             // the model's context: every sequence of the task fits in it
+    float flipflop_p_train;  // flipflop: p_i of the training stream (paper: 0.8)
+    int kv_pairs;            // kvret: key-value pairs per training (and in, bin) sequence
+    int kv_eval_pairs;       // kvret: pairs per sequence of the `long` split; 0: no such split
+    KvPositions kv_positions;  // kvret: training distribution of the queried pair
+    int position_bins;       // kvret: bins of the position sweep
+    int sel_data;            // selcopy: data tokens per sequence
+    int sel_blanks;          // selcopy: blanks per training (and in) sequence
 } TaskOptions;
 
 // A named set of defaults (for example "classroom", "paper"); 0 fields mean "keep the default".
@@ -24,30 +38,57 @@ typedef struct {
     float lr, dropout, weight_decay;
     const char *norm;  // "pre"/"post" or NULL
     const char *act;   // "gelu"/"relu" or NULL
+    int kv_pairs, sel_data, sel_blanks;
 } Preset;
 
-#define TASK_MAX_SPLITS 8
+#define TASK_MAX_SPLITS (TASK_MAX_BINS + 8)
+
+typedef struct {
+    char name[16];
+    char summary[112];
+    int seq_len;      // tokens per sequence of this split
+    // Longer than the training sequences on purpose (length generalisation): an encoding with a
+    // table of positions (abs) never trained the rows it would need, so it may not run it.
+    int extrapolates;
+} TaskSplit;
+
+typedef struct {
+    int train_len;  // tokens per training sequence
+    int n_splits;
+    TaskSplit split[TASK_MAX_SPLITS];
+    // Splits sweep_first .. sweep_first + sweep_bins - 1 hold the relevant information in
+    // successive position bins (first to last); 0 bins: the task has no position sweep.
+    int sweep_first, sweep_bins;
+} TaskLayout;
 
 typedef struct Task {
     const char *name;
     const char *summary;
     int vocab_size;
     const char *const *token_names;  // [vocab_size], for printing sequences
-    int n_splits;                    // fixed evaluation splits
-    const char *const *split_names;  // [n_splits]
-    const char *const *split_summaries;
     const Preset *presets;           // the first one is the default
     int n_presets;
-    // NULL if the options suit the task, else a message naming the problem and the fix.
+    // NULL if the options suit the task, else a message naming the problem and the fix. Whether
+    // the sequences fit opt->seq_len is checked by the caller, against the layout.
     const char *(*check)(const TaskOptions *opt);
+    // The lengths and evaluation splits for valid options.
+    void (*layout)(const TaskOptions *opt, TaskLayout *layout);
     // Writes one sequence: inputs[t] is the token at t, targets[t] the token at t+1 where that
-    // position is scored, else -1; both have opt->seq_len entries. split < 0 draws from the
-    // training distribution, split >= 0 from evaluation split `split`.
+    // position is scored, else -1; both have the layout's length of the split (train_len for
+    // split < 0, the training distribution; split >= 0 is evaluation split `split`).
     void (*sample)(const TaskOptions *opt, int split, Rng *rng, int32_t *inputs, int32_t *targets);
 } Task;
+
+// Built-in option values (before presets and flags); also what a checkpoint's config means by
+// the options of other tasks that it does not list.
+extern const TaskOptions task_default_options;
 
 const Task *task_find(const char *name);
 const char *task_names(void);
 const Preset *task_preset(const Task *task, const char *name);
+// The longest sequence of a layout, training included: the context the task needs.
+int task_layout_longest(const TaskLayout *layout);
+// The index of the split called name, or -1.
+int task_layout_find(const TaskLayout *layout, const char *name);
 
 #endif

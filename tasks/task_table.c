@@ -3,11 +3,15 @@
 
 #include "task.h"
 
-extern const Task task_flipflop;
+extern const Task task_flipflop, task_kvret, task_selcopy;
 
-static const Task *const task_table[] = {&task_flipflop};
+static const Task *const task_table[] = {&task_flipflop, &task_selcopy, &task_kvret};
 
 #define TASK_COUNT (sizeof task_table / sizeof task_table[0])
+
+const TaskOptions task_default_options = {
+    .seq_len = 128, .flipflop_p_train = 0.8f, .kv_pairs = 16, .kv_eval_pairs = 0,
+    .kv_positions = KV_UNIFORM, .position_bins = 10, .sel_data = 8, .sel_blanks = 24};
 
 const Task *task_find(const char *name) {
     for (size_t i = 0; i < TASK_COUNT; i++)
@@ -29,4 +33,17 @@ const Preset *task_preset(const Task *task, const char *name) {
     for (int i = 0; i < task->n_presets; i++)
         if (strcmp(task->presets[i].name, name) == 0) return &task->presets[i];
     return NULL;
+}
+
+int task_layout_longest(const TaskLayout *layout) {
+    int longest = layout->train_len;
+    for (int s = 0; s < layout->n_splits; s++)
+        if (layout->split[s].seq_len > longest) longest = layout->split[s].seq_len;
+    return longest;
+}
+
+int task_layout_find(const TaskLayout *layout, const char *name) {
+    for (int s = 0; s < layout->n_splits; s++)
+        if (strcmp(layout->split[s].name, name) == 0) return s;
+    return -1;
 }

@@ -17,11 +17,18 @@ static const Task *flipflop(void) {
     return t;
 }
 
-static int split_index(const Task *t, const char *name) {
-    for (int s = 0; s < t->n_splits; s++)
-        if (strcmp(t->split_names[s], name) == 0) return s;
-    cr_assert_fail("flipflop has no split \"%s\"", name);
-    return -1;
+static int split_index(const Task *t, const TaskOptions *opt, const char *name) {
+    TaskLayout layout;
+    t->layout(opt, &layout);
+    int s = task_layout_find(&layout, name);
+    cr_assert_geq(s, 0, "flipflop has no split \"%s\"", name);
+    return s;
+}
+
+static int n_splits(const Task *t, const TaskOptions *opt) {
+    TaskLayout layout;
+    t->layout(opt, &layout);
+    return layout.n_splits;
 }
 
 // Checks every structural property of one sequence and returns its count of middle ignores.
@@ -57,7 +64,7 @@ Test(flipflop, grammar_reads_and_targets) {
         cr_assert_null(task->check(&opt));
         Rng rng;
         rng_seed(&rng, 1234 + l);
-        for (int split = -1; split < task->n_splits; split++)
+        for (int split = -1; split < n_splits(task, &opt); split++)
             for (int n = 0; n < 200; n++) {
                 task->sample(&opt, split, &rng, in, tg);
                 check_sequence(in, tg, opt.seq_len);
@@ -107,9 +114,9 @@ Test(flipflop, ignore_probability_of_every_split) {
     // A training p_i unlike any split's, so a generator that ignores it is caught.
     TaskOptions opt = {.seq_len = 128, .flipflop_p_train = 0.5f};
     check_mix(task, &opt, -1, 0.5);
-    check_mix(task, &opt, split_index(task, "in"), 0.8);
-    check_mix(task, &opt, split_index(task, "sparse"), 0.98);
-    check_mix(task, &opt, split_index(task, "dense"), 0.1);
+    check_mix(task, &opt, split_index(task, &opt, "in"), 0.8);
+    check_mix(task, &opt, split_index(task, &opt, "sparse"), 0.98);
+    check_mix(task, &opt, split_index(task, &opt, "dense"), 0.1);
 }
 
 // Bits after writes and ignores are fair coins: same 5-sigma bound as above.
@@ -138,7 +145,7 @@ Test(flipflop, deterministic_for_a_seed) {
     const Task *task = flipflop();
     TaskOptions opt = {.seq_len = 128, .flipflop_p_train = 0.8f};
     int32_t a[MAX_LEN], ta[MAX_LEN], b[MAX_LEN], tb[MAX_LEN];
-    for (int split = -1; split < task->n_splits; split++) {
+    for (int split = -1; split < n_splits(task, &opt); split++) {
         Rng r1, r2, r3;
         rng_seed(&r1, 42);
         rng_seed(&r2, 42);

@@ -41,9 +41,9 @@ static int write_split(hid_t file, MapsJob *job, int split) {
     GPT *m = job->model;
     const GPTConfig *c = &m->config;
     const EvalSets *sets = job->sets;
-    int n = job->n, T = sets->T, H = c->n_head, V = c->vocab_size;
-    size_t offset = ((size_t)split * sets->n_seqs) * T;
-    const int32_t *inputs = sets->inputs + offset, *targets = sets->targets + offset;
+    int n = job->n, T = sets->layout.split[split].seq_len, H = c->n_head, V = c->vocab_size;
+    const int32_t *inputs = sets->inputs + sets->offset[split];
+    const int32_t *targets = sets->targets + sets->offset[split];
     gpt_forward(m, inputs, targets, n, T, 0, 0);
     for (int p = 0; p < n * T; p++) {
         const float *z = m->acts.logits + (size_t)p * V;
@@ -51,7 +51,7 @@ static int write_split(hid_t file, MapsJob *job, int split) {
         for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
         job->argmax[p] = best;
     }
-    hid_t g = H5Gcreate2(file, job->task->split_names[split], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(file, sets->layout.split[split].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
     hsize_t tok_dims[2] = {(hsize_t)n, (hsize_t)T};
     hsize_t map_dims[4] = {(hsize_t)n, (hsize_t)H, (hsize_t)T, (hsize_t)T};
@@ -89,12 +89,15 @@ static int write_split(hid_t file, MapsJob *job, int split) {
 static int fill(hid_t file, const void *ctx) {
     MapsJob *job = (MapsJob *)ctx;
     const Task *task = job->task;
+    const TaskLayout *layout = &job->sets->layout;
+    const char *split_names[TASK_MAX_SPLITS];
+    for (int s = 0; s < layout->n_splits; s++) split_names[s] = layout->split[s].name;
     if (H5LTset_attribute_string(file, "/", "pe", job->model->config.pe->name) < 0 ||
         H5LTset_attribute_string(file, "/", "task", task->name) < 0 ||
-        write_names(file, "split_names", task->split_names, task->n_splits) < 0 ||
+        write_names(file, "split_names", split_names, layout->n_splits) < 0 ||
         write_names(file, "token_names", task->token_names, task->vocab_size) < 0)
         return -1;
-    for (int s = 0; s < task->n_splits; s++)
+    for (int s = 0; s < layout->n_splits; s++)
         if (write_split(file, job, s) < 0) return -1;
     return 0;
 }
@@ -103,7 +106,8 @@ int attention_maps_write(const char *path, GPT *model, const Task *task, const E
                          int n, char *err, size_t errlen) {
     if (n > model->max_batch) n = model->max_batch;
     if (n > sets->n_seqs) n = sets->n_seqs;
-    int T = sets->T, H = model->config.n_head;
+    // Buffers for the longest split; shorter ones use their first part.
+    int T = task_layout_longest(&sets->layout), H = model->config.n_head;
     MapsJob job = {model, task, sets, n, malloc((size_t)n * H * T * T * sizeof(float)),
                    malloc((size_t)n * T * sizeof(int32_t))};
     int rc;

@@ -2,6 +2,7 @@
 //
 //   /                            attributes pe, task, split_names (comma-separated),
 //                                token_names (comma-separated, indexed by token id)
+// (T is the split's own sequence length)
 //   /<split>/tokens              int32 [n, T]   the input tokens
 //   /<split>/targets             int32 [n, T]   next-token targets, -1 where not scored
 //   /<split>/predictions         int32 [n, T]   the model's argmax prediction at every position

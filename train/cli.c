@@ -53,7 +53,7 @@ typedef struct {
 } Flag;
 
 _Static_assert(sizeof(NormPlacement) == sizeof(int) && sizeof(Activation) == sizeof(int) &&
-                   sizeof(Schedule) == sizeof(int),
+                   sizeof(Schedule) == sizeof(int) && sizeof(KvPositions) == sizeof(int),
                "choice flags store their enum as an int");
 
 static const Flag flags[] = {
@@ -81,7 +81,20 @@ static const Flag flags[] = {
     {"preset", "NAME", KIND_PRESET, AT(run.preset), SCOPE_TASK,
      .help = "the task's named defaults (list below)", .default_text = "the task's first"},
     {"seq-len", "N", KIND_INT, AT(run.task_opt.seq_len), SCOPE_TASK, 2, 1 << 20,
-     .help = "tokens per sequence = the model's context"},
+     .help = "flipflop: tokens per sequence; other tasks: the context (their longest sequence)"},
+    {"kv-pairs", "N", KIND_INT, AT(run.task_opt.kv_pairs), SCOPE_TASK, 1, KV_MAX_PAIRS,
+     .help = "kvret: key-value pairs per training sequence"},
+    {"kv-eval-pairs", "N", KIND_INT, AT(run.task_opt.kv_eval_pairs), SCOPE_TASK, 0, KV_MAX_PAIRS,
+     .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)"},
+    {"kv-positions", "uniform|ends", KIND_CHOICE, AT(run.task_opt.kv_positions), SCOPE_TASK,
+     .choices = kv_positions_names,
+     .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
+    {"position-bins", "B", KIND_INT, AT(run.task_opt.position_bins), SCOPE_TASK, 3,
+     TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)"},
+    {"sel-data", "N", KIND_INT, AT(run.task_opt.sel_data), SCOPE_TASK, 1, 1 << 16,
+     .help = "selcopy: data tokens to copy"},
+    {"sel-blanks", "N", KIND_INT, AT(run.task_opt.sel_blanks), SCOPE_TASK, 2, 1 << 16,
+     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)"},
 
     {"batch", "N", KIND_INT, AT(run.batch), SCOPE_TRAIN, 1, 1 << 20, .help = "sequences per step"},
     {"lr", "X", KIND_FLOAT, AT(run.lr), SCOPE_TRAIN, 0, INFINITY, 1,
@@ -155,6 +168,9 @@ static const struct {
     {"weight-decay", offsetof(Preset, weight_decay), PRESET_FLOAT},
     {"norm", offsetof(Preset, norm), PRESET_NAME},
     {"act", offsetof(Preset, act), PRESET_NAME},
+    {"kv-pairs", offsetof(Preset, kv_pairs), PRESET_INT},
+    {"sel-data", offsetof(Preset, sel_data), PRESET_INT},
+    {"sel-blanks", offsetof(Preset, sel_blanks), PRESET_INT},
 };
 
 #define N_PRESET_FIELDS ((int)(sizeof preset_fields / sizeof preset_fields[0]))
@@ -341,7 +357,7 @@ static void set_defaults(CliArgs *a) {
                            .pe_opt = {.rope_base = 10000.0f}};
     r->task = task_find("flipflop");
     r->preset = &r->task->presets[0];
-    r->task_opt = (TaskOptions){.seq_len = 128, .flipflop_p_train = 0.8f};
+    r->task_opt = task_default_options;
     r->batch = 32;
     r->steps = 1000;
     r->lr = 1e-3f;
@@ -543,6 +559,16 @@ static int check_against_checkpoint(const CliArgs *a, const char **given, const 
     return 0;
 }
 
+// Tasks whose options fix their lengths (kvret, selcopy) get the context their longest sequence
+// needs; for flipflop the longest sequence is --seq-len itself. Invalid options are left to
+// validate.
+static void derive_context(RunConfig *r) {
+    if (r->task->check(&r->task_opt)) return;
+    TaskLayout layout;
+    r->task->layout(&r->task_opt, &layout);
+    r->task_opt.seq_len = task_layout_longest(&layout);
+}
+
 // Values that default to something derived from other flags, and the model's vocabulary and
 // context, which follow from the task.
 static int derive(CliArgs *a, const char **given, const RunConfig *init_from, char *err,
@@ -552,6 +578,7 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
     if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
     if (r->min_lr < 0.0f) r->min_lr = (float)(r->lr / 10.0);
+    if (!given_text(given, "seq-len")) derive_context(r);
     if (!init_from) {
         r->model.vocab_size = r->task->vocab_size;
         r->model.seq_len = r->task_opt.seq_len;
@@ -572,6 +599,31 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     return 0;
 }
 
+// The task's sequences against the context, and length generalisation against encodings that
+// learn one row per position: rows past the training length would be used untrained.
+static int check_layout(const RunConfig *r, char *err, size_t errlen) {
+    TaskLayout layout;
+    r->task->layout(&r->task_opt, &layout);
+    int longest = task_layout_longest(&layout);
+    if (longest > r->task_opt.seq_len)
+        return error(err, errlen,
+                     "task %s with these options has sequences of %d tokens, more than --seq-len "
+                     "%d; raise --seq-len or leave it out (it defaults to the longest sequence)",
+                     r->task->name, longest, r->task_opt.seq_len);
+    for (int s = 0; s < layout.n_splits; s++) {
+        const TaskSplit *split = &layout.split[s];
+        if (!split->extrapolates || !r->model.pe->max_len) continue;
+        return error(err, errlen,
+                     "split %s of task %s tests length generalisation (%d tokens, training %d), "
+                     "which --pe %s cannot: it learns one embedding per position and none past "
+                     "the training length; use another --pe or leave the split out (kvret: "
+                     "--kv-eval-pairs 0)",
+                     split->name, r->task->name, split->seq_len, layout.train_len,
+                     r->model.pe->name);
+    }
+    return 0;
+}
+
 static int validate(const CliArgs *a, char *err, size_t errlen) {
     const RunConfig *r = &a->run;
     for (int i = 0; i < N_FLAGS; i++)
@@ -587,7 +639,8 @@ static int validate(const CliArgs *a, char *err, size_t errlen) {
         return error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
     const char *problem = r->task->check(&r->task_opt);
     if (!problem) problem = gpt_config_check(&r->model);
-    return problem ? error(err, errlen, "%s", problem) : 0;
+    if (problem) return error(err, errlen, "%s", problem);
+    return check_layout(r, err, errlen);
 }
 
 static int exists(const char *path) {
@@ -630,6 +683,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     if (scan_argv(argc, argv, given, err, errlen)) return -1;
     if (given_text(given, "help")) {
         if (start_new_run(a, given, NULL, err, errlen)) return -1;
+        derive_context(&a->run);
         print_help(argv[0], a);
         a->help = 1;
         return 0;

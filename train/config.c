@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,24 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
 // ----------------------------------------------------------------------------------------------
 // run
 
+// Options of one task: written always, read where present, and required only when the run is
+// of that task, so checkpoints written before the task existed still load (with the built-in
+// values, which such a run never reads).
+static const struct {
+    const char *key, *task;
+    size_t offset;
+    const char *const *choices;  // an enum stored by name (as an int: cli.c asserts it), else an int
+} own_fields[] = {
+    {"kv_pairs", "kvret", offsetof(TaskOptions, kv_pairs), NULL},
+    {"kv_eval_pairs", "kvret", offsetof(TaskOptions, kv_eval_pairs), NULL},
+    {"kv_positions", "kvret", offsetof(TaskOptions, kv_positions), kv_positions_names},
+    {"position_bins", "kvret", offsetof(TaskOptions, position_bins), NULL},
+    {"sel_data", "selcopy", offsetof(TaskOptions, sel_data), NULL},
+    {"sel_blanks", "selcopy", offsetof(TaskOptions, sel_blanks), NULL},
+};
+
+#define N_OWN_FIELDS (sizeof own_fields / sizeof own_fields[0])
+
 char *run_config_to_json(const RunConfig *rc) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "model", gpt_config_to_json(&rc->model));
@@ -180,6 +199,14 @@ char *run_config_to_json(const RunConfig *rc) {
     cJSON_AddStringToObject(task, "preset", rc->preset->name);
     cJSON_AddNumberToObject(task, "seq_len", rc->task_opt.seq_len);
     add_float(task, "flipflop_p_train", rc->task_opt.flipflop_p_train);
+    for (size_t i = 0; i < N_OWN_FIELDS; i++) {
+        const void *field = (const char *)&rc->task_opt + own_fields[i].offset;
+        if (own_fields[i].choices)
+            cJSON_AddStringToObject(task, own_fields[i].key,
+                                    own_fields[i].choices[*(const int *)field]);
+        else
+            cJSON_AddNumberToObject(task, own_fields[i].key, *(const int *)field);
+    }
 
     cJSON *train = cJSON_AddObjectToObject(root, "train");
     cJSON_AddNumberToObject(train, "batch", rc->batch);
@@ -209,6 +236,7 @@ char *run_config_to_json(const RunConfig *rc) {
 
 static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen) {
     JsonReader r = reader_of(json, "task", err, errlen);
+    rc->task_opt = task_default_options;
     const char *name = read_string(&r, "name");
     const char *preset = read_string(&r, "preset");
     rc->task_opt.seq_len = read_int(&r, "seq_len");
@@ -219,6 +247,15 @@ static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen)
                  name, task_names());
         return -1;
     }
+    for (size_t i = 0; i < N_OWN_FIELDS; i++) {
+        int *field = (int *)((char *)&rc->task_opt + own_fields[i].offset);
+        if (strcmp(own_fields[i].task, name) != 0 &&
+            !cJSON_HasObjectItem(json, own_fields[i].key))
+            continue;
+        *field = own_fields[i].choices ? read_choice(&r, own_fields[i].key, own_fields[i].choices)
+                                       : read_int(&r, own_fields[i].key);
+    }
+    if (r.failed) return -1;
     if (!(rc->preset = task_preset(rc->task, preset))) {
         snprintf(err, errlen, "config names the preset \"%s\", which task %s lacks", preset, name);
         return -1;

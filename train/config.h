@@ -5,13 +5,16 @@
 //   {"model": {"vocab_size", "seq_len", "n_layer", "n_embd", "n_head", "ffn_dim", "dropout",
 //              "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base", "rel_npos",
 //              "cope_npos", "tied": true},
-//    "task":  {"name", "preset", "seq_len", "flipflop_p_train"},
+//    "task":  {"name", "preset", "seq_len", "flipflop_p_train", "kv_pairs", "kv_eval_pairs",
+//              "kv_positions": "uniform"|"ends", "position_bins", "sel_data", "sel_blanks"},
 //    "train": {"batch", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
 //              "weight_decay", "beta1", "beta2", "eps", "clip", "seed", "threads",
 //              "eval_every", "eval_seqs", "save_every"}}
 //
-// Where the run's data length (task.seq_len) and the model's context (model.seq_len) differ, it
-// is because --init started a run on shorter sequences than the model was built for.
+// task.seq_len is the context the run's sequences must fit (the longest of the task's layout
+// unless --seq-len asked for more); the model's context (model.seq_len) is larger where --init
+// started a run on shorter sequences than the model was built for. The options of other tasks
+// than task.name are written too but only required for their own task.
 #ifndef PELAB_CONFIG_H
 #define PELAB_CONFIG_H
 

@@ -7,22 +7,26 @@
 #define EVAL_SEED 0x5EEDULL
 
 int eval_sets_build(EvalSets *sets, const Task *task, const TaskOptions *opt, int n_seqs) {
-    int T = opt->seq_len;
-    size_t n = (size_t)task->n_splits * n_seqs * T;
-    sets->n_splits = task->n_splits;
+    memset(sets, 0, sizeof *sets);
+    task->layout(opt, &sets->layout);
     sets->n_seqs = n_seqs;
-    sets->T = T;
+    size_t n = 0;
+    for (int s = 0; s < sets->layout.n_splits; s++) {
+        sets->offset[s] = n;
+        n += (size_t)n_seqs * sets->layout.split[s].seq_len;
+    }
     sets->inputs = malloc(n * sizeof(int32_t));
     sets->targets = malloc(n * sizeof(int32_t));
     if (!sets->inputs || !sets->targets) {
         eval_sets_free(sets);
         return -1;
     }
-    for (int split = 0; split < task->n_splits; split++) {
+    for (int split = 0; split < sets->layout.n_splits; split++) {
         Rng rng;
         rng_seed(&rng, hash_mix(EVAL_SEED, (uint64_t)split));
+        int T = sets->layout.split[split].seq_len;
         for (int s = 0; s < n_seqs; s++) {
-            size_t at = ((size_t)split * n_seqs + s) * T;
+            size_t at = sets->offset[split] + (size_t)s * T;
             task->sample(opt, split, &rng, sets->inputs + at, sets->targets + at);
         }
     }
@@ -63,14 +67,14 @@ static void score_batch(const GPT *model, const int32_t *targets, int B, int T, 
 }
 
 void evaluate(GPT *model, const EvalSets *sets, SplitResult *results) {
-    int T = sets->T;
-    for (int split = 0; split < sets->n_splits; split++) {
+    for (int split = 0; split < sets->layout.n_splits; split++) {
+        int T = sets->layout.split[split].seq_len;
         SplitResult *r = &results[split];
         memset(r, 0, sizeof *r);
         double loss_sum = 0.0;
         for (int s = 0; s < sets->n_seqs; s += model->max_batch) {
             int B = sets->n_seqs - s < model->max_batch ? sets->n_seqs - s : model->max_batch;
-            size_t at = ((size_t)split * sets->n_seqs + s) * T;
+            size_t at = sets->offset[split] + (size_t)s * T;
             gpt_forward(model, sets->inputs + at, sets->targets + at, B, T, 0, 0);
             score_batch(model, sets->targets + at, B, T, r, &loss_sum);
         }
@@ -78,18 +82,49 @@ void evaluate(GPT *model, const EvalSets *sets, SplitResult *results) {
     }
 }
 
-void eval_print_table(FILE *out, const Task *task, const SplitResult *results) {
+SweepResult eval_sweep(const TaskLayout *layout, const SplitResult *results) {
+    SweepResult sw = {.bins = layout->sweep_bins};
+    if (!sw.bins) return sw;
+    double worst_middle = 1.0, sum_middle = 0.0;
+    for (int b = 0; b < sw.bins; b++) {
+        sw.accuracy[b] = 1.0 - token_error_rate(&results[layout->sweep_first + b]);
+        if (b == 0 || b == sw.bins - 1) continue;
+        sum_middle += sw.accuracy[b];
+        if (sw.accuracy[b] < worst_middle) worst_middle = sw.accuracy[b];
+    }
+    double best_end = sw.accuracy[0] > sw.accuracy[sw.bins - 1] ? sw.accuracy[0]
+                                                                 : sw.accuracy[sw.bins - 1];
+    sw.middle_mean = sum_middle / (sw.bins - 2);
+    sw.end_middle_gap = best_end - worst_middle;
+    return sw;
+}
+
+static void print_sweep(FILE *out, const TaskLayout *layout, const SweepResult *sw) {
+    fprintf(out, "\nposition sweep (accuracy of the scored token by where the relevant part sits)\n");
+    fprintf(out, "%-8s  %-44s  %9s\n", "bin", "description", "accuracy%");
+    for (int b = 0; b < sw->bins; b++) {
+        const TaskSplit *split = &layout->split[layout->sweep_first + b];
+        fprintf(out, "%-8s  %-44s  %9.2f\n", split->name, split->summary, 100.0 * sw->accuracy[b]);
+    }
+    fprintf(out, "middle bins' mean accuracy %.2f%% | best end - worst middle bin %+.2f points\n",
+            100.0 * sw->middle_mean, 100.0 * sw->end_middle_gap);
+}
+
+void eval_print_table(FILE *out, const EvalSets *sets, const SplitResult *results) {
+    const TaskLayout *layout = &sets->layout;
     int desc_width = 11;
-    for (int s = 0; s < task->n_splits; s++) {
-        int len = (int)strlen(task->split_summaries[s]);
+    for (int s = 0; s < layout->n_splits; s++) {
+        int len = (int)strlen(layout->split[s].summary);
         if (len > desc_width) desc_width = len;
     }
     fprintf(out, "%-8s  %-*s  %10s  %11s  %9s  %7s\n", "split", desc_width, "description",
             "scored", "token err%", "seq err%", "loss");
-    for (int s = 0; s < task->n_splits; s++) {
+    for (int s = 0; s < layout->n_splits; s++) {
         const SplitResult *r = &results[s];
-        fprintf(out, "%-8s  %-*s  %10ld  %11.3f  %9.2f  %7.4f\n", task->split_names[s], desc_width,
-                task->split_summaries[s], r->scored, 100.0 * token_error_rate(r),
+        fprintf(out, "%-8s  %-*s  %10ld  %11.3f  %9.2f  %7.4f\n", layout->split[s].name,
+                desc_width, layout->split[s].summary, r->scored, 100.0 * token_error_rate(r),
                 100.0 * seq_error_rate(r), r->loss);
     }
+    SweepResult sw = eval_sweep(layout, results);
+    if (sw.bins) print_sweep(out, layout, &sw);
 }

@@ -1,11 +1,14 @@
-// Evaluation on a task's fixed splits: error rate per scored token and per sequence, and loss.
+// Evaluation on a task's fixed splits: error rate per scored token and per sequence, and loss;
+// for tasks with a position sweep also accuracy per position bin, the middle bins' mean and the
+// gap between the best end bin and the worst middle bin.
 //
 // The evaluation sequences are drawn once, from seeds fixed per split (independent of --seed),
-// so every run of a task at a given length sees the same data and runs compare directly.
+// so every run of a task with the same options sees the same data and runs compare directly.
 // Asking for more sequences extends the set: the first n are always the same.
 #ifndef PELAB_EVALUATE_H
 #define PELAB_EVALUATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -13,8 +16,10 @@
 #include "../tasks/task.h"
 
 typedef struct {
-    int n_splits, n_seqs, T;
-    int32_t *inputs, *targets;  // [n_splits, n_seqs, T]
+    TaskLayout layout;                 // split names, descriptions and lengths
+    int n_seqs;                        // per split
+    size_t offset[TASK_MAX_SPLITS];    // where each split's [n_seqs, its seq_len] block starts
+    int32_t *inputs, *targets;
 } EvalSets;
 
 typedef struct {
@@ -23,6 +28,15 @@ typedef struct {
     double loss;                // mean cross-entropy over the scored positions
 } SplitResult;
 
+// The position sweep of one evaluation. Ends are the first and the last bin, the middle is
+// every bin in between.
+typedef struct {
+    int bins;
+    double accuracy[TASK_MAX_BINS];  // token accuracy per bin, first to last
+    double middle_mean;              // mean accuracy of the middle bins
+    double end_middle_gap;           // best end bin's accuracy - worst middle bin's
+} SweepResult;
+
 static inline double token_error_rate(const SplitResult *r) {
     return r->scored ? (double)r->token_errors / (double)r->scored : 0.0;
 }
@@ -30,16 +44,20 @@ static inline double seq_error_rate(const SplitResult *r) {
     return r->seqs ? (double)r->seq_errors / (double)r->seqs : 0.0;
 }
 
+// Builds the sets of the task's layout for opt (which must have passed task->check).
 // Returns 0, or -1 when out of memory.
 int eval_sets_build(EvalSets *sets, const Task *task, const TaskOptions *opt, int n_seqs);
 void eval_sets_free(EvalSets *sets);
 
 // Runs every split through the model without dropout, in batches of model->max_batch;
-// results: [sets->n_splits].
+// results: [sets->layout.n_splits].
 void evaluate(GPT *model, const EvalSets *sets, SplitResult *results);
 
+// The sweep from the results of the layout's bins; bins = 0 when the task has none.
+SweepResult eval_sweep(const TaskLayout *layout, const SplitResult *results);
+
 // The end-of-run table: one row per split with its description, scored tokens, token and
-// sequence error in percent, and loss.
-void eval_print_table(FILE *out, const Task *task, const SplitResult *results);
+// sequence error in percent, and loss; then the position sweep, if the task has one.
+void eval_print_table(FILE *out, const EvalSets *sets, const SplitResult *results);
 
 #endif

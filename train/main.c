@@ -98,7 +98,8 @@ typedef struct {
     GPT model;
     AdamW opt;
     TrainState state;
-    int32_t *inputs, *targets;  // [B, T], refilled every step
+    int32_t *inputs, *targets;  // [B, train_len], refilled every step
+    int train_len;              // tokens per training sequence (the task's layout)
     EvalSets evals;
     SplitResult results[TASK_MAX_SPLITS];
     MetricsLog log;
@@ -139,14 +140,15 @@ static void setup(Trainer *t) {
         gpt_init(&t->model, hash_mix(r->seed, INIT_STREAM));
     }
 
-    size_t batch_tokens = (size_t)r->batch * r->task_opt.seq_len;
+    if (eval_sets_build(&t->evals, r->task, &r->task_opt, r->eval_seqs) != 0)
+        die(EXIT_RUN_FAILED, "out of memory for the evaluation sets; lower --eval-seqs");
+    t->train_len = t->evals.layout.train_len;
+    size_t batch_tokens = (size_t)r->batch * t->train_len;
     t->inputs = malloc(batch_tokens * sizeof(int32_t));
     t->targets = malloc(batch_tokens * sizeof(int32_t));
     t->config_json = run_config_to_json(r);
-    if (!t->inputs || !t->targets || !t->config_json ||
-        eval_sets_build(&t->evals, r->task, &r->task_opt, r->eval_seqs) != 0)
-        die(EXIT_RUN_FAILED,
-            "out of memory for the batches and evaluation sets; lower --batch or --eval-seqs");
+    if (!t->inputs || !t->targets || !t->config_json)
+        die(EXIT_RUN_FAILED, "out of memory for the batches; lower --batch");
 
     // Only now that the input has proven good: a bad command leaves no folder behind.
     if (make_dirs(a->out) != 0)
@@ -184,7 +186,7 @@ static void print_header(const Trainer *t) {
         norm_names[m->norm], act_names[m->act], (double)m->dropout, t->model.num_parameters / 1e6);
     printf("batch %d x %d tokens | %ld steps | lr %g -> %g (%s, warmup %ld) | seed %llu | %d "
            "threads\n",
-           r->batch, r->task_opt.seq_len, r->steps, (double)r->lr, (double)r->min_lr,
+           r->batch, t->train_len, r->steps, (double)r->lr, (double)r->min_lr,
            schedule_names[r->schedule], r->warmup, (unsigned long long)r->seed, r->threads);
     if (t->args.resume[0])
         printf("resuming %s at step %ld\n", t->args.resume, t->state.step);
@@ -197,7 +199,7 @@ static void print_header(const Trainer *t) {
 // One optimiser step on a fresh batch of the training stream. `step` counts from 0.
 static float train_step(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
-    int B = r->batch, T = r->task_opt.seq_len;
+    int B = r->batch, T = t->train_len;
     for (int b = 0; b < B; b++)
         r->task->sample(&r->task_opt, -1, &t->state.data_rng, t->inputs + (size_t)b * T,
                         t->targets + (size_t)b * T);
@@ -214,7 +216,7 @@ static float train_step(Trainer *t, long step) {
 static void print_progress(Trainer *t, double session_s, long session_steps) {
     const RunConfig *r = &t->args.run;
     char rate[32], eta[32];
-    double tokens = (double)t->window_steps * r->batch * r->task_opt.seq_len;
+    double tokens = (double)t->window_steps * r->batch * t->train_len;
     format_rate(t->window_train_s > 0 ? tokens / t->window_train_s : 0, rate, sizeof rate);
     format_duration(session_s / session_steps * (double)(r->steps - t->state.step), eta,
                     sizeof eta);
@@ -226,7 +228,7 @@ static void print_progress(Trainer *t, double session_s, long session_steps) {
 }
 
 static void evaluate_and_log(Trainer *t) {
-    const Task *task = t->args.run.task;
+    const TaskLayout *layout = &t->evals.layout;
     double start = now();
     evaluate(&t->model, &t->evals, t->results);
     MetricsRow row = {.step = t->state.step, .tokens = t->state.tokens_seen,
@@ -234,15 +236,19 @@ static void evaluate_and_log(Trainer *t) {
                       .tok_per_s = t->row_train_s > 0 ? t->row_tokens / t->row_train_s : 0,
                       .elapsed_s = t->state.elapsed_s};
     char err[1024];
-    if (metrics_append(&t->log, &row, task, t->results, err, sizeof err) != 0)
+    if (metrics_append(&t->log, &row, &t->evals, t->results, err, sizeof err) != 0)
         die(EXIT_RUN_FAILED, "%s", err);
     t->state.loss_sum = 0.0;
     t->state.loss_count = 0;
     t->row_train_s = 0.0;
     t->row_tokens = 0;
     printf("eval step %ld | token error", t->state.step);
-    for (int s = 0; s < task->n_splits; s++)
-        printf(" %s %.3f%%", task->split_names[s], 100.0 * token_error_rate(&t->results[s]));
+    for (int s = 0; s < layout->n_splits; s++)
+        printf(" %s %.3f%%", layout->split[s].name, 100.0 * token_error_rate(&t->results[s]));
+    SweepResult sweep = eval_sweep(layout, t->results);
+    if (sweep.bins)
+        printf(" | sweep middle %.1f%%, gap %+.1f", 100.0 * sweep.middle_mean,
+               100.0 * sweep.end_middle_gap);
     printf(" | %.1fs\n", now() - start);
     fflush(stdout);
 }
@@ -291,10 +297,10 @@ static int report_end(const Trainer *t, long first_step, double session_start, i
     }
     char total[32], rate[32];
     format_duration(t->state.elapsed_s, total, sizeof total);
-    double session_tokens = (double)(t->state.step - first_step) * r->batch * r->task_opt.seq_len;
+    double session_tokens = (double)(t->state.step - first_step) * r->batch * t->train_len;
     format_rate(session_tokens / (now() - session_start), rate, sizeof rate);
     printf("\n");
-    eval_print_table(stdout, r->task, t->results);
+    eval_print_table(stdout, &t->evals, t->results);
     printf("\ntrained %ld steps (%ld tokens) in %s, %s tok/s overall; saved %s and %s\n",
            t->state.step, t->state.tokens_seen, total, rate, t->checkpoint, t->log.path);
     return 0;
@@ -320,7 +326,7 @@ static int train(Trainer *t) {
     long first_step = t->state.step;
     long horizon = r->eval_every && r->eval_every < r->steps ? r->eval_every : r->steps;
     long print_every = horizon / 10 > 0 ? horizon / 10 : 1;
-    long step_tokens = (long)r->batch * r->task_opt.seq_len;
+    long step_tokens = (long)r->batch * t->train_len;
     double session_start = now(), elapsed_before = t->state.elapsed_s;
     int saved = 0;
     catch_interrupts();

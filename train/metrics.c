@@ -66,7 +66,7 @@ int metrics_open(MetricsLog *log, const char *dir, const char *previous, long ke
     return 0;
 }
 
-int metrics_append(MetricsLog *log, const MetricsRow *row, const Task *task,
+int metrics_append(MetricsLog *log, const MetricsRow *row, const EvalSets *sets,
                    const SplitResult *results, char *err, size_t errlen) {
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddNumberToObject(obj, "step", (double)row->step);
@@ -76,11 +76,20 @@ int metrics_append(MetricsLog *log, const MetricsRow *row, const Task *task,
     cJSON_AddNumberToObject(obj, "tok_per_s", row->tok_per_s);
     cJSON_AddNumberToObject(obj, "elapsed_s", row->elapsed_s);
     cJSON *eval = cJSON_AddObjectToObject(obj, "eval");
-    for (int s = 0; s < task->n_splits; s++) {
-        cJSON *split = cJSON_AddObjectToObject(eval, task->split_names[s]);
+    for (int s = 0; s < sets->layout.n_splits; s++) {
+        cJSON *split = cJSON_AddObjectToObject(eval, sets->layout.split[s].name);
         cJSON_AddNumberToObject(split, "token_error", token_error_rate(&results[s]));
         cJSON_AddNumberToObject(split, "seq_error", seq_error_rate(&results[s]));
         cJSON_AddNumberToObject(split, "loss", results[s].loss);
+    }
+    SweepResult sw = eval_sweep(&sets->layout, results);
+    if (sw.bins) {
+        cJSON *sweep = cJSON_AddObjectToObject(obj, "sweep");
+        cJSON *accuracy = cJSON_AddArrayToObject(sweep, "accuracy");
+        for (int b = 0; b < sw.bins; b++)
+            cJSON_AddItemToArray(accuracy, cJSON_CreateNumber(sw.accuracy[b]));
+        cJSON_AddNumberToObject(sweep, "middle_mean", sw.middle_mean);
+        cJSON_AddNumberToObject(sweep, "end_middle_gap", sw.end_middle_gap);
     }
     char *text = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);

@@ -3,6 +3,11 @@
 //   {"step": 250, "tokens": 1024000, "loss": 0.41, "lr": 0.001, "tok_per_s": 31200,
 //    "elapsed_s": 32.8, "eval": {"in": {"token_error": 0.01, "seq_error": 0.2, "loss": 0.05}, ...}}
 //
+// and, for a task with a position sweep (kvret), also
+//
+//    "sweep": {"accuracy": [0.99, 0.91, ...], "middle_mean": 0.93, "end_middle_gap": 0.08}
+//
+// (accuracy per bin, first to last; evaluate.h defines the summary).
 // where loss is the mean training loss of the steps since the previous row, tok_per_s the
 // training throughput over those steps, and elapsed_s the run's wall time (across resumes).
 // Each row is flushed as it is written, so the log can be plotted while the run goes on.
@@ -31,7 +36,7 @@ typedef struct {
 int metrics_open(MetricsLog *log, const char *dir, const char *previous, long keep_through_step,
                  char *err, size_t errlen);
 // Appends one row with every split's result; 0, or -1 with err.
-int metrics_append(MetricsLog *log, const MetricsRow *row, const Task *task,
+int metrics_append(MetricsLog *log, const MetricsRow *row, const EvalSets *sets,
                    const SplitResult *results, char *err, size_t errlen);
 void metrics_close(MetricsLog *log);
 

@@ -1,0 +1,234 @@
+// Properties of the key-value retrieval generator (SPEC section 5): the grammar of a sequence,
+// distinct keys, the answer being the queried key's value and the only scored token, the
+// queried pair landing in the requested bin, the training position distributions, the layout
+// of splits and lengths, determinism and the validation of the options; and the position-sweep
+// summary that evaluate.c computes from per-bin results.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "../tasks/task.h"
+#include "../train/evaluate.h"
+
+#define MAX_LEN (2 * KV_MAX_PAIRS + 3)
+
+static const Task *kvret(void) {
+    const Task *t = task_find("kvret");
+    cr_assert_not_null(t, "task \"kvret\" is not in the task table");
+    return t;
+}
+
+static TaskOptions options(int pairs, int eval_pairs, KvPositions positions, int bins) {
+    return (TaskOptions){.seq_len = 2 * (eval_pairs > pairs ? eval_pairs : pairs) + 3,
+                         .kv_pairs = pairs, .kv_eval_pairs = eval_pairs,
+                         .kv_positions = positions, .position_bins = bins};
+}
+
+// The token names tell keys ("k..."), values ("v...") and the query marker ("?") apart, so the
+// test does not depend on how the ids are laid out.
+static char kind(const Task *t, int32_t token) {
+    cr_assert(token >= 0 && token < t->vocab_size, "token %d outside the vocabulary", token);
+    return t->token_names[token][0];
+}
+
+// Checks one sequence of n pairs and returns the index of the queried pair.
+static int check_sequence(const Task *t, const int32_t *in, const int32_t *tg, int n) {
+    int len = 2 * n + 3;
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(kind(t, in[2 * i]), 'k', "position %d should hold a key", 2 * i);
+        cr_assert_eq(kind(t, in[2 * i + 1]), 'v', "position %d should hold a value", 2 * i + 1);
+        for (int j = 0; j < i; j++)
+            cr_assert_neq(in[2 * i], in[2 * j], "pairs %d and %d share the key %s", j, i,
+                          t->token_names[in[2 * i]]);
+    }
+    cr_assert_eq(kind(t, in[2 * n]), '?', "position %d should hold the query marker", 2 * n);
+    int q = -1;
+    for (int i = 0; i < n; i++)
+        if (in[2 * i] == in[2 * n + 1]) q = i;
+    cr_assert_geq(q, 0, "the queried key %s is not in the context", t->token_names[in[2 * n + 1]]);
+    cr_assert_eq(in[2 * n + 2], in[2 * q + 1], "the answer is not the queried key's value");
+    for (int p = 0; p < len; p++)
+        cr_assert_eq(tg[p], p == 2 * n + 1 ? in[2 * n + 2] : -1,
+                     "target %d: only the position of the queried key is scored, with its value",
+                     p);
+    return q;
+}
+
+Test(kvret, layout_of_splits_and_lengths) {
+    const Task *task = kvret();
+    TaskOptions opt = options(20, 50, KV_UNIFORM, 5);
+    cr_assert_null(task->check(&opt));
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    cr_assert_eq(layout.train_len, 43);
+    cr_assert_eq(layout.n_splits, 1 + 5 + 1);
+    cr_assert_eq(layout.sweep_first, 1);
+    cr_assert_eq(layout.sweep_bins, 5);
+    cr_assert_str_eq(layout.split[0].name, "in");
+    cr_assert_str_eq(layout.split[3].name, "bin2");
+    int s = task_layout_find(&layout, "long");
+    cr_assert_eq(s, 6);
+    cr_assert_eq(layout.split[s].seq_len, 103);
+    cr_assert(layout.split[s].extrapolates);
+    for (int i = 0; i < s; i++) {
+        cr_assert_eq(layout.split[i].seq_len, 43, "split %d", i);
+        cr_assert_not(layout.split[i].extrapolates, "split %d", i);
+    }
+    cr_assert_eq(task_layout_longest(&layout), 103);
+    opt.kv_eval_pairs = 0;
+    task->layout(&opt, &layout);
+    cr_assert_eq(task_layout_find(&layout, "long"), -1, "a long split without --kv-eval-pairs");
+}
+
+Test(kvret, grammar_answers_and_bins) {
+    const Task *task = kvret();
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    const int pairs[] = {10, 16, 37, 64}, bins[] = {3, 10, 7, 10};
+    for (int c = 0; c < 4; c++) {
+        int n = pairs[c], B = bins[c], m = n + 1 + c;
+        TaskOptions opt = options(n, m, c % 2 ? KV_ENDS : KV_UNIFORM, B);
+        cr_assert_null(task->check(&opt));
+        TaskLayout layout;
+        task->layout(&opt, &layout);
+        Rng rng;
+        rng_seed(&rng, 100 + c);
+        for (int split = -1; split < layout.n_splits; split++) {
+            int len = split < 0 ? layout.train_len : layout.split[split].seq_len;
+            int n_split = (len - 3) / 2;
+            cr_assert_eq(n_split, split == layout.n_splits - 1 ? m : n);
+            int hits[TASK_MAX_BINS] = {0};
+            for (int k = 0; k < 300; k++) {
+                task->sample(&opt, split, &rng, in, tg);
+                int q = check_sequence(task, in, tg, n_split);
+                int b = split - layout.sweep_first;
+                if (b >= 0 && b < B) {
+                    cr_assert(q >= b * n / B && q < (b + 1) * n / B,
+                              "%d pairs, bin %d of %d: the queried pair %d lies outside it", n, b,
+                              B, q);
+                    hits[q - b * n / B]++;
+                }
+            }
+            // Every pair of a bin gets queried (300 draws over at most 22 pairs).
+            int b = split - layout.sweep_first;
+            if (b >= 0 && b < B)
+                for (int p = 0; p < (b + 1) * n / B - b * n / B; p++)
+                    cr_assert_gt(hits[p], 0, "bin %d: pair %d never queried", b, b * n / B + p);
+        }
+    }
+}
+
+// Share of the queried pair in the first e, last e and middle pairs over many draws, against
+// the documented probabilities with a 5-sigma binomial tolerance (the seeds are fixed, so the
+// test is deterministic; a distribution off by a few percent fails it).
+static void check_position_shares(KvPositions positions, int split, int n, double first,
+                                  double last) {
+    const Task *task = kvret();
+    TaskOptions opt = options(n, 0, positions, 10);
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    const int draws = 20000, e = (n + 9) / 10;
+    long n_first = 0, n_last = 0;
+    Rng rng;
+    rng_seed(&rng, 7 + positions);
+    for (int k = 0; k < draws; k++) {
+        task->sample(&opt, split, &rng, in, tg);
+        int q = check_sequence(task, in, tg, n);
+        n_first += q < e;
+        n_last += q >= n - e;
+    }
+    const double shares[2] = {(double)n_first / draws, (double)n_last / draws};
+    const double expected[2] = {first, last};
+    for (int i = 0; i < 2; i++) {
+        double tol = 5.0 * sqrt(expected[i] * (1.0 - expected[i]) / draws);
+        cr_expect(fabs(shares[i] - expected[i]) <= tol,
+                  "%s, split %d, %d pairs: %s %d pairs hold %.4f of the queries, expected %.4f",
+                  kv_positions_names[positions], split, n, i ? "last" : "first", e, shares[i],
+                  expected[i]);
+    }
+}
+
+Test(kvret, training_position_distributions) {
+    check_position_shares(KV_ENDS, -1, 40, 0.45, 0.45);
+    check_position_shares(KV_ENDS, 0, 40, 0.45, 0.45);  // `in` follows the training distribution
+    check_position_shares(KV_ENDS, -1, 16, 0.45, 0.45);
+    check_position_shares(KV_UNIFORM, -1, 40, 4.0 / 40, 4.0 / 40);
+    check_position_shares(KV_UNIFORM, 0, 16, 2.0 / 16, 2.0 / 16);
+}
+
+Test(kvret, deterministic_for_a_seed) {
+    const Task *task = kvret();
+    TaskOptions opt = options(16, 24, KV_ENDS, 4);
+    int32_t a[MAX_LEN], ta[MAX_LEN], b[MAX_LEN], tb[MAX_LEN];
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    for (int split = -1; split < layout.n_splits; split++) {
+        size_t bytes = sizeof(int32_t) * (split < 0 ? layout.train_len : layout.split[split].seq_len);
+        Rng r1, r2, r3;
+        rng_seed(&r1, 42);
+        rng_seed(&r2, 42);
+        rng_seed(&r3, 43);
+        int differs = 0;
+        for (int n = 0; n < 20; n++) {
+            task->sample(&opt, split, &r1, a, ta);
+            task->sample(&opt, split, &r2, b, tb);
+            cr_assert_arr_eq(a, b, bytes, "split %d: same seed, other inputs", split);
+            cr_assert_arr_eq(ta, tb, bytes, "split %d: same seed, other targets", split);
+            task->sample(&opt, split, &r3, b, tb);
+            differs |= memcmp(a, b, bytes) != 0;
+        }
+        cr_assert(differs, "split %d: seeds 42 and 43 gave the same sequences", split);
+    }
+}
+
+Test(kvret, check_rejects_bad_options) {
+    const Task *task = kvret();
+    const struct {
+        TaskOptions opt;
+        const char *flag;
+    } bad[] = {
+        {options(9, 0, KV_UNIFORM, 10), "--kv-pairs"},     // fewer pairs than bins
+        {options(129, 0, KV_UNIFORM, 10), "--kv-pairs"},   // more pairs than keys
+        {options(16, 16, KV_UNIFORM, 10), "--kv-eval-pairs"},
+        {options(16, 8, KV_UNIFORM, 10), "--kv-eval-pairs"},
+        {options(16, 129, KV_UNIFORM, 10), "--kv-eval-pairs"},
+        {options(16, 0, KV_UNIFORM, 2), "--position-bins"},
+        {options(64, 0, KV_UNIFORM, TASK_MAX_BINS + 1), "--position-bins"},
+        {options(16, 0, (KvPositions)2, 10), "--kv-positions"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *msg = task->check(&bad[i].opt);
+        cr_assert_not_null(msg, "case %zu was accepted", i);
+        cr_assert(strstr(msg, bad[i].flag) != NULL, "case %zu: message does not name %s: %s", i,
+                  bad[i].flag, msg);
+    }
+    TaskOptions edge = options(KV_MAX_PAIRS - 1, KV_MAX_PAIRS, KV_ENDS, 3);
+    cr_assert_null(task->check(&edge), "the largest valid options were rejected");
+}
+
+Test(kvret, presets_are_valid) {
+    const Task *task = kvret();
+    cr_assert_str_eq(task->presets[0].name, "classroom");
+    cr_assert_not_null(task_preset(task, "paper"));
+    for (int i = 0; i < task->n_presets; i++) {
+        const Preset *p = &task->presets[i];
+        TaskOptions opt = options(p->kv_pairs, 0, KV_UNIFORM, 10);
+        cr_assert_null(task->check(&opt), "preset %s: %s", p->name, task->check(&opt));
+        cr_assert_eq(p->n_embd % p->n_head, 0, "preset %s: heads do not divide the width",
+                     p->name);
+    }
+}
+
+// evaluate.c's summary: ends are the first and the last bin, the middle is everything between.
+Test(kvret, sweep_summary) {
+    TaskLayout layout = {.n_splits = 6, .sweep_first = 1, .sweep_bins = 5};
+    SplitResult results[6] = {{0}};
+    const long wrong[6] = {50, 10, 30, 60, 40, 20};  // of 100: split 0 is `in`, not a bin
+    for (int s = 0; s < 6; s++) results[s] = (SplitResult){.scored = 100, .token_errors = wrong[s]};
+    SweepResult sw = eval_sweep(&layout, results);
+    cr_assert_eq(sw.bins, 5);
+    const double accuracy[5] = {0.9, 0.7, 0.4, 0.6, 0.8};
+    for (int b = 0; b < 5; b++) cr_assert_float_eq(sw.accuracy[b], accuracy[b], 1e-12, "bin %d", b);
+    cr_assert_float_eq(sw.middle_mean, (0.7 + 0.4 + 0.6) / 3, 1e-12);
+    cr_assert_float_eq(sw.end_middle_gap, 0.9 - 0.4, 1e-12);
+    layout.sweep_bins = 0;
+    cr_assert_eq(eval_sweep(&layout, results).bins, 0);
+}
