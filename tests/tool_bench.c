@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
 
     GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
                      .n_embd = p->n_embd, .n_head = p->n_head, .ffn_dim = 4 * p->n_embd,
-                     .dropout = p->dropout, .pe = pe_find(pe),
+                     .dropout = p->dropout, .pe = pe_find(pe), .pe_opt = {.rope_base = 10000.0f},
                      .norm = p->norm && strcmp(p->norm, "post") == 0 ? NORM_POST : NORM_PRE,
                      .act = p->act && strcmp(p->act, "relu") == 0 ? ACT_RELU : ACT_GELU};
     if (!cfg.pe) die("unknown --pe %s; known: %s", pe, pe_names());
