@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../tasks/task.h"
+#include "task_checks.h"
 #include "../train/evaluate.h"
 
 #define MAX_LEN (2 * KV_MAX_PAIRS + 3)
@@ -155,28 +156,8 @@ Test(kvret, training_position_distributions) {
 }
 
 Test(kvret, deterministic_for_a_seed) {
-    const Task *task = kvret();
     TaskOptions opt = options(16, 24, KV_ENDS, 4);
-    int32_t a[MAX_LEN], ta[MAX_LEN], b[MAX_LEN], tb[MAX_LEN];
-    TaskLayout layout;
-    task->layout(&opt, &layout);
-    for (int split = -1; split < layout.n_splits; split++) {
-        size_t bytes = sizeof(int32_t) * (split < 0 ? layout.train_len : layout.split[split].seq_len);
-        Rng r1, r2, r3;
-        rng_seed(&r1, 42);
-        rng_seed(&r2, 42);
-        rng_seed(&r3, 43);
-        int differs = 0;
-        for (int n = 0; n < 20; n++) {
-            task->sample(&opt, split, &r1, a, ta);
-            task->sample(&opt, split, &r2, b, tb);
-            cr_assert_arr_eq(a, b, bytes, "split %d: same seed, other inputs", split);
-            cr_assert_arr_eq(ta, tb, bytes, "split %d: same seed, other targets", split);
-            task->sample(&opt, split, &r3, b, tb);
-            differs |= memcmp(a, b, bytes) != 0;
-        }
-        cr_assert(differs, "split %d: seeds 42 and 43 gave the same sequences", split);
-    }
+    check_deterministic_for_a_seed(kvret(), &opt);
 }
 
 Test(kvret, check_rejects_bad_options) {

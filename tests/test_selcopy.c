@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../tasks/task.h"
+#include "task_checks.h"
 
 #define MAX_LEN 4096
 
@@ -104,28 +105,8 @@ Test(selcopy, data_positions_are_uniform) {
 }
 
 Test(selcopy, deterministic_for_a_seed) {
-    const Task *task = selcopy();
     TaskOptions opt = options(8, 24);
-    int32_t a[MAX_LEN], ta[MAX_LEN], b[MAX_LEN], tb[MAX_LEN];
-    TaskLayout layout;
-    task->layout(&opt, &layout);
-    for (int s = -1; s < 3; s++) {
-        size_t bytes = sizeof(int32_t) * (s < 0 ? layout.train_len : layout.split[s].seq_len);
-        Rng r1, r2, r3;
-        rng_seed(&r1, 42);
-        rng_seed(&r2, 42);
-        rng_seed(&r3, 43);
-        int differs = 0;
-        for (int n = 0; n < 20; n++) {
-            task->sample(&opt, s, &r1, a, ta);
-            task->sample(&opt, s, &r2, b, tb);
-            cr_assert_arr_eq(a, b, bytes, "split %d: same seed, other inputs", s);
-            cr_assert_arr_eq(ta, tb, bytes, "split %d: same seed, other targets", s);
-            task->sample(&opt, s, &r3, b, tb);
-            differs |= memcmp(a, b, bytes) != 0;
-        }
-        cr_assert(differs, "split %d: seeds 42 and 43 gave the same sequences", s);
-    }
+    check_deterministic_for_a_seed(selcopy(), &opt);
 }
 
 Test(selcopy, check_and_presets) {

@@ -19,29 +19,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "tool_common.h"
 #include "../model/gpt.h"
 #include "../tasks/task.h"
 #include "../train/adamw.h"
 #include "../train/config.h"
 
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static long parse_int(const char *flag, const char *s, long lo) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > 1000000)
-        die("%s needs an integer from %ld to 1000000, got \"%s\"", flag, lo, s);
-    return v;
-}
+const char *tool_name = "bench";
 
 static double now_s(void) {
     struct timespec ts;

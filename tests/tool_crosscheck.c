@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_common.h"
 #include "../model/gpt.h"
 #include "../model/rng.h"
 #include "../train/adamw.h"
@@ -40,24 +41,7 @@ typedef struct {
     PEOptions pe_opt;
 } Args;
 
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "crosscheck: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static long parse_int(const char *flag, const char *s, long lo) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > 1000000)
-        die("%s needs an integer from %ld to 1000000, got \"%s\"", flag, lo, s);
-    return v;
-}
+const char *tool_name = "crosscheck";
 
 static const char *usage =
     "usage: bin/crosscheck --pe NAME --norm pre|post --act gelu|relu --out DIR\n"
