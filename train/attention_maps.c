@@ -45,12 +45,7 @@ static int write_split(hid_t file, MapsJob *job, int split) {
     const int32_t *inputs = sets->inputs + sets->offset[split];
     const int32_t *targets = sets->targets + sets->offset[split];
     gpt_forward(m, inputs, targets, n, T, 0, 0);
-    for (int p = 0; p < n * T; p++) {
-        const float *z = m->acts.logits + (size_t)p * V;
-        int best = 0;
-        for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
-        job->argmax[p] = best;
-    }
+    for (int p = 0; p < n * T; p++) job->argmax[p] = logits_argmax(m->acts.logits + (size_t)p * V, V);
     hid_t g = H5Gcreate2(file, sets->layout.split[split].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
     hsize_t tok_dims[2] = {(hsize_t)n, (hsize_t)T};

@@ -39,8 +39,7 @@ void eval_sets_free(EvalSets *sets) {
     sets->inputs = sets->targets = NULL;
 }
 
-// First index of the largest logit: ties go to the lower token id, deterministically.
-static int argmax(const float *logits, int V) {
+int logits_argmax(const float *logits, int V) {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best]) best = v;
@@ -57,7 +56,7 @@ static void score_batch(const GPT *model, const int32_t *targets, int B, int T, 
             size_t i = (size_t)b * T + t;
             if (targets[i] < 0) continue;
             r->scored++;
-            wrong += argmax(model->acts.logits + i * V, V) != targets[i];
+            wrong += logits_argmax(model->acts.logits + i * V, V) != targets[i];
             *loss_sum += model->acts.losses[i];
         }
         r->token_errors += wrong;

@@ -45,6 +45,9 @@ static inline double seq_error_rate(const SplitResult *r) {
 }
 
 // Builds the sets of the task's layout for opt (which must have passed task->check).
+// The model's prediction: the first index of the largest logit (ties go to the lower token id).
+int logits_argmax(const float *logits, int V);
+
 // Returns 0, or -1 when out of memory.
 int eval_sets_build(EvalSets *sets, const Task *task, const TaskOptions *opt, int n_seqs);
 void eval_sets_free(EvalSets *sets);
