@@ -28,6 +28,8 @@ const char *gpt_config_check(const GPTConfig *c) {
         return msg;
     }
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) return "--dropout must be in [0, 1)";
+    if (!(c->init_std > 0.0f && c->emb_std > 0.0f))
+        return "--init-std and --emb-std must be positive (GPT-2: 0.02)";
     if (!c->pe) return "no positional encoding given; pass --pe";
     const char *pe_problem = c->pe->check ? c->pe->check(c) : NULL;
     if (pe_problem) return pe_problem;
@@ -89,10 +91,10 @@ static void add_pe_tensors(GPT *m, int layer, size_t field) {
 static void build_table(GPT *m) {
     const GPTConfig *c = &m->config;
     int V = c->vocab_size, C = c->n_embd, F = c->ffn_dim;
-    float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    float std = c->init_std, proj_std = c->init_std / sqrtf(2.0f * c->n_layer);
     m->n_tensors = 0;
     m->num_parameters = 0;
-    add_tensor(m, "wte.weight", 2, (int[]){V, C}, 1, FIELD(wte), std);
+    add_tensor(m, "wte.weight", 2, (int[]){V, C}, 1, FIELD(wte), c->emb_std);
     add_pe_tensors(m, -1, FIELD(pe_shared));
     for (int l = 0; l < c->n_layer; l++) {
         char name[64];
@@ -120,7 +122,7 @@ static void build_table(GPT *m) {
             float in_std = 1.0f / sqrtf((float)d);
             LAYER_TENSOR("attn.router.w1.weight", 2, SHAPE(N, d), 1, router_w1, in_std);
             LAYER_TENSOR("attn.router.w3.weight", 2, SHAPE(N, d), 1, router_w3, in_std);
-            LAYER_TENSOR("attn.router.w2.weight", 2, SHAPE(N, N), 1, router_w2, std);
+            LAYER_TENSOR("attn.router.w2.weight", 2, SHAPE(N, N), 1, router_w2, 0.02f);
         }
 #undef LAYER_TENSOR
 #undef SHAPE

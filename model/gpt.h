@@ -18,6 +18,7 @@
 typedef enum { NORM_PRE = 0, NORM_POST = 1 } NormPlacement;
 
 #define MOICE_MAX_BASES 16
+#define GPT2_INIT_STD 0.02f  // GPT-2's init of matrices and embeddings: the default of both
 
 // MoICE (model/moice.h): every attention head of a rope model attends once per rope base and
 // mixes the results with per-token weights from a router of its layer. n_bases 0: off.
@@ -43,6 +44,10 @@ typedef struct GPTConfig {
     const PositionalEncoding *pe;
     PEOptions pe_opt;
     MoICEOptions moice;
+    // gpt_init's standard deviations: matrices (residual projections divided by sqrt(2L)), and
+    // the embedding tables wte and wpe. GPT-2 uses 0.02 for both; larger values shorten the
+    // plateau before a content lookup forms (README, kvret).
+    float init_std, emb_std;
 } GPTConfig;
 
 // Checks a config; returns NULL when it is valid, else a message naming the problem and fix.
@@ -183,7 +188,8 @@ typedef struct {
 int gpt_build(GPT *model, const GPTConfig *config, int max_batch, char *err, size_t errlen);
 void gpt_free(GPT *model);
 
-// GPT-2 style initialisation: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2L),
+// GPT-2 style initialisation: N(0, init_std) weights, N(0, emb_std) embeddings (both 0.02 by
+// default), residual projections scaled by 1/sqrt(2L),
 // zero biases, unit LayerNorm gains; PE tensors as they declare.
 void gpt_init(GPT *model, uint64_t seed);
 

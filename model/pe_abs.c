@@ -4,7 +4,7 @@
 static int abs_tensors(const GPTConfig *c, PETensorSpec *specs) {
     specs[0] = (PETensorSpec){.name = "wpe.weight", .per_layer = 0, .ndim = 2,
                               .shape = {c->seq_len, c->n_embd}, .init = PE_INIT_NORMAL,
-                              .init_std = 0.02f, .weight_decay = 1};
+                              .init_std = c->emb_std, .weight_decay = 1};
     return 1;
 }
 

@@ -16,6 +16,7 @@ typedef enum { KV_UNIFORM = 0, KV_ENDS = 1 } KvPositions;
 extern const char *const kv_positions_names[];  // "uniform", "ends", NULL
 
 #define KV_MAX_PAIRS 128  // kvret's key symbols: pairs per sequence, eval pairs included
+#define KV_MAX_QUERIES 64  // kvret --kv-queries
 #define TASK_MAX_BINS 32  // kvret --position-bins
 
 // Task knobs from the command line; each task reads the ones it has.
@@ -25,6 +26,8 @@ typedef struct {
     int kv_pairs;            // kvret: key-value pairs per training (and in, bin) sequence
     int kv_eval_pairs;       // kvret: pairs per sequence of the `long` split; 0: no such split
     int kv_keys;             // kvret: key symbols sequences draw from (the first kv_keys)
+    int kv_min_pairs;        // kvret: training sequences draw their pairs from here to kv_pairs
+    int kv_queries;          // kvret: queries (each value scored) per training/in/long sequence
     KvPositions kv_positions;  // kvret: training distribution of the queried pair
     int position_bins;       // kvret: bins of the position sweep
     int sel_data;            // selcopy: data tokens per sequence
@@ -41,7 +44,7 @@ typedef struct {
     float lr, dropout, weight_decay;
     const char *norm;  // "pre"/"post" or NULL
     const char *act;   // "gelu"/"relu" or NULL
-    int kv_pairs, kv_keys, sel_data, sel_blanks, count_vars, count_statements;
+    int kv_pairs, kv_min_pairs, kv_keys, kv_queries, sel_data, sel_blanks, count_vars, count_statements;
     // More settings as command-line text ("--warmup 0 --schedule constant"), applied after the
     // fields: what they cannot say (zeros, flags without a field). NULL: none.
     const char *flags;

@@ -34,7 +34,8 @@ TestSuite(checkpoint, .init = make_dir, .fini = remove_dir);
 static GPTConfig config_of(const char *pe, int dim) {
     return (GPTConfig){.vocab_size = 5, .seq_len = 8, .n_layer = 2, .n_embd = dim, .n_head = 2,
                        .ffn_dim = 4 * dim, .norm = NORM_PRE, .act = ACT_GELU, .pe = pe_find(pe),
-                       .pe_opt = {.rope_base = 10000.0f, .rel_npos = 8}};
+                       .pe_opt = {.rope_base = 10000.0f, .rel_npos = 8},
+                       .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
 }
 
 static void build(GPT *m, const char *pe, int dim) {
@@ -203,13 +204,15 @@ Test(checkpoint, run_config_json_round_trip) {
                     .clip = 1.0f, .seed = 9007199254740991ULL, .threads = 2, .eval_every = 5,
                     .eval_seqs = 7, .save_every = 50};
     rc.model.dropout = 0.1f;
+    rc.model.init_std = 0.07f, rc.model.emb_std = 0.3f;
     rc.preset = &rc.task->presets[0];
     char err[512], *json = run_config_to_json(&rc);
     RunConfig back;
     cr_assert_eq(run_config_from_json(json, &back, err, sizeof err), 0, "%s", err);
     char *again = run_config_to_json(&back);
     cr_assert_str_eq(json, again);
-    cr_assert(back.lr == rc.lr && back.model.dropout == rc.model.dropout && back.seed == rc.seed,
+    cr_assert(back.lr == rc.lr && back.model.dropout == rc.model.dropout && back.seed == rc.seed &&
+                  back.model.init_std == rc.model.init_std && back.model.emb_std == rc.model.emb_std,
               "floats and the seed must survive bit for bit");
     cr_assert(strstr(json, "\"lr\":0.0003"), "floats are written short: %s", json);
     free(json);

@@ -52,7 +52,7 @@ def written(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "kv.h5"
     done = train(*TINY, "--train-seqs", "100", "--write-data", path)
     assert done.returncode == 0, done.stderr
-    assert "wrote" in done.stdout and "train 100 x 23" in done.stdout
+    assert "wrote" in done.stdout and "train 100 x 37" in done.stdout
     return path
 
 
@@ -66,11 +66,17 @@ def test_the_file_has_the_documented_layout(written):
         vocab = [v.decode() for v in f["vocab"][...]]
         assert vocab[0] == "k0" and vocab[-1] == "?"
         tokens, lengths, mask = f["train/tokens"][...], f["train/lengths"][...], f["train/score_mask"][...]
-    assert tokens.shape == (100, 24) and lengths.shape == (100,) and mask.shape == (100, 23)
-    # kvret: "k v ... ? k_q v_q", one scored position (the queried key), whose target is v_q.
-    assert (lengths == 23).all() and (mask.sum(axis=1) == 1).all() and (mask[:, 21] == 1).all()
-    assert (tokens[:, 22] >= 128).all() and (tokens[:, 22] < 144).all()
-    assert (tokens[:, 20] == vocab.index("?")).all()
+    assert tokens.shape == (100, 38) and lengths.shape == (100,) and mask.shape == (100, 37)
+    # kvret classroom: "k v ... ? k_q1 v_q1 ... k_q8 v_q8" with 2 to 10 pairs, 8 scored positions
+    # (the queried keys), whose targets are their values.
+    pairs = (lengths - 17) // 2
+    assert (lengths == 2 * pairs + 17).all() and pairs.min() == 2 and pairs.max() == 10
+    assert (mask.sum(axis=1) == 8).all()
+    for row, n in enumerate(pairs):
+        scored = 2 * n + 1 + 2 * np.arange(8)
+        assert (mask[row, scored] == 1).all(), row
+        assert tokens[row, 2 * n] == vocab.index("?")
+        assert ((tokens[row, scored + 1] >= 128) & (tokens[row, scored + 1] < 144)).all()
 
 
 def test_training_on_the_file_equals_training_on_the_drawn_set(written, tmp_path):
@@ -143,8 +149,10 @@ def test_bin_eval_uses_the_file_the_run_trained_on(tmp_path):
     got = json.loads(rows.read_text().splitlines()[0])["eval"]
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["eval"]
     assert got == last
-    # 12 sequences per split in the file (not --eval-seqs 16), each with one scored token.
-    assert re.search(r"^in\s.*\s12\s", evaluated.stdout, re.M), evaluated.stdout
+    # 12 sequences per split in the file (not --eval-seqs 16): `in` asks 8 queries a sequence,
+    # a bin one.
+    assert re.search(r"^in\s.*\s96\s", evaluated.stdout, re.M), evaluated.stdout
+    assert re.search(r"^bin0\s.*\s12\s", evaluated.stdout, re.M), evaluated.stdout
 
 
 FIXTURE = ROOT / "tests" / "fixtures" / "counting"

@@ -186,7 +186,7 @@ BAD_INPUT = [
     (["{kvret-rope}", "--position-bins", "7"], "kvret needs --kv-pairs from --position-bins"),
     (["{kvret-rope}", "--kv-eval-pairs", "4"], "--kv-eval-pairs must lie above --kv-pairs 6"),
     (["{kvret-abs}", "--kv-eval-pairs", "12"],
-     "split long tests length generalisation (27 tokens, training 15), which --pe abs cannot"),
+     "split long tests length generalisation (41 tokens, training 29), which --pe abs cannot"),
     # Ms-PoE
     (["{flipflop-abs}", "--mspoe", "1.2:1.8"],
      "Ms-PoE rescales rope's positions, and this model uses --pe abs"),

@@ -12,7 +12,7 @@
 #include "task_checks.h"
 #include "../train/evaluate.h"
 
-#define MAX_LEN (2 * KV_MAX_PAIRS + 3)
+#define MAX_LEN (2 * KV_MAX_PAIRS + 1 + 2 * KV_MAX_QUERIES)
 
 static const Task *kvret(void) {
     const Task *t = task_find("kvret");
@@ -23,11 +23,23 @@ static const Task *kvret(void) {
 static TaskOptions options(int pairs, int eval_pairs, KvPositions positions, int bins) {
     return (TaskOptions){.seq_len = 2 * (eval_pairs > pairs ? eval_pairs : pairs) + 3,
                          .kv_pairs = pairs, .kv_eval_pairs = eval_pairs, .kv_keys = KV_MAX_PAIRS,
+                         .kv_queries = 1,
                          .kv_positions = positions, .position_bins = bins};
 }
 
 static TaskOptions with_keys(TaskOptions opt, int keys) {
     opt.kv_keys = keys;
+    return opt;
+}
+
+static TaskOptions with_min_pairs(TaskOptions opt, int min_pairs) {
+    opt.kv_min_pairs = min_pairs;
+    return opt;
+}
+
+static TaskOptions with_queries(TaskOptions opt, int queries) {
+    opt.kv_queries = queries;
+    opt.seq_len += 2 * (queries - 1);
     return opt;
 }
 
@@ -38,9 +50,11 @@ static char kind(const Task *t, int32_t token) {
     return t->token_names[token][0];
 }
 
-// Checks one sequence of n pairs and returns the index of the queried pair.
-static int check_sequence(const Task *t, const int32_t *in, const int32_t *tg, int n) {
-    int len = 2 * n + 3;
+// Checks one sequence of n pairs and `queries` queries; writes the index of each query's pair
+// to queried (room for KV_MAX_QUERIES) and returns the first.
+static int check_queries(const Task *t, const int32_t *in, const int32_t *tg, int n, int queries,
+                         int *queried) {
+    int len = 2 * n + 1 + 2 * queries;
     for (int i = 0; i < n; i++) {
         cr_assert_eq(kind(t, in[2 * i]), 'k', "position %d should hold a key", 2 * i);
         cr_assert_eq(kind(t, in[2 * i + 1]), 'v', "position %d should hold a value", 2 * i + 1);
@@ -49,16 +63,28 @@ static int check_sequence(const Task *t, const int32_t *in, const int32_t *tg, i
                           t->token_names[in[2 * i]]);
     }
     cr_assert_eq(kind(t, in[2 * n]), '?', "position %d should hold the query marker", 2 * n);
-    int q = -1;
-    for (int i = 0; i < n; i++)
-        if (in[2 * i] == in[2 * n + 1]) q = i;
-    cr_assert_geq(q, 0, "the queried key %s is not in the context", t->token_names[in[2 * n + 1]]);
-    cr_assert_eq(in[2 * n + 2], in[2 * q + 1], "the answer is not the queried key's value");
-    for (int p = 0; p < len; p++)
-        cr_assert_eq(tg[p], p == 2 * n + 1 ? in[2 * n + 2] : -1,
-                     "target %d: only the position of the queried key is scored, with its value",
+    for (int j = 0; j < queries; j++) {
+        int at = 2 * n + 1 + 2 * j, q = -1;
+        for (int i = 0; i < n; i++)
+            if (in[2 * i] == in[at]) q = i;
+        cr_assert_geq(q, 0, "query %d: the key %s is not in the context", j,
+                      t->token_names[in[at]]);
+        cr_assert_eq(in[at + 1], in[2 * q + 1], "query %d: the answer is not its key's value", j);
+        queried[j] = q;
+    }
+    for (int p = 0; p < len; p++) {
+        int is_query = p > 2 * n && (p - 2 * n) % 2 == 1;
+        cr_assert_eq(tg[p], is_query ? in[p + 1] : -1,
+                     "target %d: only the queried keys' positions are scored, with their values",
                      p);
-    return q;
+    }
+    return queried[0];
+}
+
+// Checks one sequence with a single query and returns the index of the queried pair.
+static int check_sequence(const Task *t, const int32_t *in, const int32_t *tg, int n) {
+    int queried[KV_MAX_QUERIES];
+    return check_queries(t, in, tg, n, 1, queried);
 }
 
 Test(kvret, layout_of_splits_and_lengths) {
@@ -157,6 +183,7 @@ Test(kvret, training_position_distributions) {
     check_position_shares(KV_ENDS, -1, 40, 0.45, 0.45);
     check_position_shares(KV_ENDS, 0, 40, 0.45, 0.45);  // `in` follows the training distribution
     check_position_shares(KV_ENDS, -1, 16, 0.45, 0.45);
+    check_position_shares(KV_ENDS, -1, 2, 0.5, 0.5);  // two pairs: no middle to give 0.1 to
     check_position_shares(KV_UNIFORM, -1, 40, 4.0 / 40, 4.0 / 40);
     check_position_shares(KV_UNIFORM, 0, 16, 2.0 / 16, 2.0 / 16);
 }
@@ -194,8 +221,89 @@ Test(kvret, keys_from_the_first_kv_keys_symbols) {
     }
 }
 
+// --kv-queries Q: training, `in` and `long` sequences ask Q queries, each scored and each
+// drawn from the split's position distribution (checked over all queries, not just the first);
+// the sweep's bins ask one, so a bin sequence has the single-query length.
+Test(kvret, several_queries_each_scored) {
+    const Task *task = kvret();
+    const int n = 20, m = 30, Q = 6;
+    TaskOptions opt = with_queries(options(n, m, KV_ENDS, 5), Q);
+    cr_assert_null(task->check(&opt));
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    cr_assert_eq(layout.train_len, 2 * n + 1 + 2 * Q);
+    cr_assert_eq(layout.split[0].seq_len, 2 * n + 1 + 2 * Q, "`in` asks Q queries");
+    for (int b = 0; b < 5; b++)
+        cr_assert_eq(layout.split[layout.sweep_first + b].seq_len, 2 * n + 3, "bin %d", b);
+    int s_long = task_layout_find(&layout, "long");
+    cr_assert_eq(layout.split[s_long].seq_len, 2 * m + 1 + 2 * Q, "`long` asks Q queries");
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    int queried[KV_MAX_QUERIES];
+    Rng rng;
+    rng_seed(&rng, 5);
+    for (int split = -1; split < layout.n_splits; split++) {
+        int len = split < 0 ? layout.train_len : layout.split[split].seq_len;
+        int pairs = split == s_long ? m : n, queries = (len - 2 * pairs - 1) / 2;
+        int distinct = 0;
+        for (int k = 0; k < 200; k++) {
+            cr_assert_eq(task->sample(&opt, split, &rng, in, tg), len, "split %d", split);
+            check_queries(task, in, tg, pairs, queries, queried);
+            distinct += queries > 1 && queried[1] != queried[0];
+        }
+        if (queries > 1) cr_assert_gt(distinct, 100, "split %d: the queries are not drawn apart",
+                                      split);
+    }
+    // The `ends` shares hold for every query of a training sequence.
+    const int draws = 4000, e = (n + 9) / 10;
+    long n_first = 0, n_last = 0;
+    for (int k = 0; k < draws; k++) {
+        task->sample(&opt, -1, &rng, in, tg);
+        check_queries(task, in, tg, n, Q, queried);
+        for (int j = 0; j < Q; j++) n_first += queried[j] < e, n_last += queried[j] >= n - e;
+    }
+    double tol = 5.0 * sqrt(0.45 * 0.55 / (draws * Q));
+    cr_expect(fabs((double)n_first / (draws * Q) - 0.45) <= tol, "first share %.4f",
+              (double)n_first / (draws * Q));
+    cr_expect(fabs((double)n_last / (draws * Q) - 0.45) <= tol, "last share %.4f",
+              (double)n_last / (draws * Q));
+}
+
+// --kv-min-pairs M: training sequences hold from M to --kv-pairs n pairs, each count drawn
+// (uniformly: every one turns up), with the grammar and scoring of their own count; the
+// evaluation splits keep n, and the layout's training length is the longest.
+Test(kvret, training_pairs_from_kv_min_pairs) {
+    const Task *task = kvret();
+    const int n = 10, M = 2, Q = 4;
+    TaskOptions opt = with_queries(options(n, 0, KV_ENDS, 5), Q);
+    opt.kv_min_pairs = M;
+    cr_assert_null(task->check(&opt));
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    cr_assert_eq(layout.train_len, 2 * n + 1 + 2 * Q);
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    int queried[KV_MAX_QUERIES], seen[KV_MAX_PAIRS + 1] = {0};
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (int k = 0; k < 2000; k++) {
+        int len = task->sample(&opt, -1, &rng, in, tg);
+        int pairs = (len - 1 - 2 * Q) / 2;
+        cr_assert(pairs >= M && pairs <= n && len == 2 * pairs + 1 + 2 * Q,
+                  "a training sequence of %d tokens", len);
+        check_queries(task, in, tg, pairs, Q, queried);
+        seen[pairs]++;
+    }
+    for (int p = M; p <= n; p++)
+        cr_assert(seen[p] > 2000 / (n - M + 1) / 2, "%d pairs drawn %d times of 2000", p, seen[p]);
+    for (int split = 0; split < layout.n_splits; split++)
+        for (int k = 0; k < 20; k++)
+            cr_assert_eq(task->sample(&opt, split, &rng, in, tg), layout.split[split].seq_len,
+                         "split %d: evaluation keeps --kv-pairs", split);
+}
+
 Test(kvret, deterministic_for_a_seed) {
     TaskOptions opt = options(16, 24, KV_ENDS, 4);
+    check_deterministic_for_a_seed(kvret(), &opt);
+    opt = with_min_pairs(with_queries(opt, 5), 4);
     check_deterministic_for_a_seed(kvret(), &opt);
 }
 
@@ -216,6 +324,10 @@ Test(kvret, check_rejects_bad_options) {
         {with_keys(options(16, 0, KV_UNIFORM, 10), 15), "--kv-keys"},  // fewer than pairs
         {with_keys(options(16, 24, KV_UNIFORM, 10), 23), "--kv-keys"},  // fewer than eval pairs
         {with_keys(options(16, 0, KV_UNIFORM, 10), KV_MAX_PAIRS + 1), "--kv-keys"},
+        {with_queries(options(16, 0, KV_UNIFORM, 10), 0), "--kv-queries"},
+        {with_min_pairs(options(16, 0, KV_UNIFORM, 10), 1), "--kv-min-pairs"},  // no choice
+        {with_min_pairs(options(16, 0, KV_UNIFORM, 10), 17), "--kv-min-pairs"},
+        {with_queries(options(16, 0, KV_UNIFORM, 10), KV_MAX_QUERIES + 1), "--kv-queries"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *msg = task->check(&bad[i].opt);
@@ -237,6 +349,8 @@ Test(kvret, presets_are_valid) {
         const Preset *p = &task->presets[i];
         TaskOptions opt = options(p->kv_pairs, 0, KV_UNIFORM, 10);
         if (p->kv_keys) opt = with_keys(opt, p->kv_keys);
+        if (p->kv_queries) opt = with_queries(opt, p->kv_queries);
+        opt = with_min_pairs(opt, p->kv_min_pairs);
         cr_assert_null(task->check(&opt), "preset %s: %s", p->name, task->check(&opt));
         cr_assert_eq(p->n_embd % p->n_head, 0, "preset %s: heads do not divide the width",
                      p->name);

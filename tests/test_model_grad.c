@@ -57,6 +57,7 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
                      .ffn_dim = 24, .dropout = mc->dropout, .norm = mc->norm, .act = mc->act,
                      .pe = pe_find(mc->pe),
                      .pe_opt = {.rope_base = 10000.0f, .rel_npos = mc->npos, .cope_npos = mc->npos},
+                     .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
                      // bases far apart so that the experts differ within 11 positions
                      .moice = {.n_bases = moice ? moice->n_bases : 0,
                                .top_k = moice ? moice->n_bases : 0,
@@ -135,7 +136,8 @@ ParameterizedTest(MoICECase *mc, model, moice_backward_matches_finite_difference
 
 Test(model, same_inputs_same_bits) {
     GPTConfig cfg = {.vocab_size = 5, .seq_len = 70, .n_layer = 2, .n_embd = 16, .n_head = 4,
-                     .ffn_dim = 64, .dropout = 0.1f, .pe = pe_find("abs")};
+                     .ffn_dim = 64, .dropout = 0.1f, .pe = pe_find("abs"),
+                     .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     GPT a, b;
     char err[256];
     cr_assert_eq(gpt_build(&a, &cfg, 2, err, sizeof err), 0, "%s", err);
@@ -153,9 +155,46 @@ Test(model, same_inputs_same_bits) {
     gpt_free(&a), gpt_free(&b);
 }
 
+// --init-std and --emb-std: the sample standard deviation of each initialised tensor is the
+// one asked for (matrices; residual projections divided by sqrt(2L); wte and abs's wpe), within
+// 5% (thousands of draws each), and biases stay zero.
+Test(model, init_scales_as_configured) {
+    const float init_std = 0.1f, emb_std = 0.5f;
+    GPTConfig cfg = {.vocab_size = 50, .seq_len = 40, .n_layer = 2, .n_embd = 32, .n_head = 4,
+                     .ffn_dim = 128, .pe = pe_find("abs"), .init_std = init_std,
+                     .emb_std = emb_std};
+    GPT m;
+    char err[256];
+    cr_assert_eq(gpt_build(&m, &cfg, 1, err, sizeof err), 0, "%s", err);
+    gpt_init(&m, 3);
+    const struct {
+        const char *name;
+        float std;
+    } expect[] = {{"wte.weight", emb_std},
+                  {"wpe.weight", emb_std},
+                  {"blocks.0.attn.qkv.weight", init_std},
+                  {"blocks.1.mlp.fc.weight", init_std},
+                  {"blocks.0.attn.proj.weight", init_std / 2.0f},  // sqrt(2L) = 2
+                  {"blocks.1.mlp.proj.weight", init_std / 2.0f},
+                  {"blocks.0.attn.qkv.bias", 0.0f}};
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const TensorInfo *t = gpt_tensor(&m, expect[i].name);
+        cr_assert_not_null(t, "no tensor %s", expect[i].name);
+        const float *p = m.params_memory + t->offset;
+        double sum2 = 0.0;
+        for (size_t k = 0; k < t->size; k++) sum2 += (double)p[k] * p[k];
+        double std = sqrt(sum2 / (double)t->size);
+        cr_expect(fabs(std - expect[i].std) <= 0.05 * expect[i].std, "%s: std %.4f, expected %.4f",
+                  expect[i].name, std, expect[i].std);
+    }
+    gpt_free(&m);
+    cfg.init_std = 0.0f;
+    cr_expect(strstr(gpt_config_check(&cfg), "--init-std and --emb-std must be positive") != NULL);
+}
+
 Test(model, config_check_names_the_problem) {
     GPTConfig cfg = {.vocab_size = 5, .seq_len = 8, .n_layer = 1, .n_embd = 10, .n_head = 3,
-                     .ffn_dim = 8, .pe = pe_find("none")};
+                     .ffn_dim = 8, .pe = pe_find("none"), .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     const char *msg = gpt_config_check(&cfg);
     cr_assert_not_null(msg);
     cr_expect(strstr(msg, "--heads 3 does not divide --dim 10") != NULL, "%s", msg);

@@ -141,6 +141,7 @@ Test(moice, bases_parse_names_and_lists) {
 static GPTConfig moice_config(const char *pe, int n, int k) {
     GPTConfig c = {.vocab_size = 7, .seq_len = 12, .n_layer = 3, .n_embd = 16, .n_head = 2,
                    .ffn_dim = 24, .pe = pe_find(pe), .pe_opt = {.rope_base = 10000.0f},
+                   .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
                    .moice = {.n_bases = n, .bases = {10000.0f, 30.0f, 5.0f}, .top_k = k,
                              .aux_weight = 0.2f}};
     return c;

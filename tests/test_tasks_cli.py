@@ -57,10 +57,17 @@ BAD = [
     (["--task", "kvret", "--kv-keys", "129"], "--kv-keys must be an integer from 1 to 128"),
     (["--task", "kvret", "--position-bins", "2"], "--position-bins must be an integer from 3 to 32"),
     (["--task", "kvret", "--kv-pairs", "16", "--seq-len", "20"],
-     "task kvret with these options has sequences of 35 tokens, more than --seq-len 20"),
-    (["--task", "kvret", "--kv-pairs", "16", "--pe", "abs", "--kv-eval-pairs", "24"],
-     "split long of task kvret tests length generalisation (51 tokens, training 35), which --pe "
+     "task kvret with these options has sequences of 49 tokens, more than --seq-len 20"),
+    (["--task", "kvret", "--kv-pairs", "16", "--pe", "abs", "--kv-eval-pairs", "24", "--kv-keys",
+      "24"],
+     "split long of task kvret tests length generalisation (65 tokens, training 49), which --pe "
      "abs cannot"),
+    (["--task", "kvret", "--kv-queries", "0"], "--kv-queries must be an integer from 1 to 64"),
+    (["--task", "kvret", "--kv-min-pairs", "1"],
+     "kvret's --kv-min-pairs must lie from 2 (a key to tell from another) to --kv-pairs 10"),
+    (["--task", "kvret", "--kv-min-pairs", "11"], "--kv-pairs 10, or be 0"),
+    (["--task", "kvret", "--init-std", "0"], "--init-std must be"),
+    (["--task", "kvret", "--emb-std", "-1"], "--emb-std must be"),
     (["--task", "selcopy", "--sel-blanks", "1"], "--sel-blanks must be an integer from 2"),
     (["--task", "selcopy", "--sel-data", "0"], "--sel-data must be an integer from 1"),
     (["--task", "selcopy", "--seq-len", "64"],
@@ -82,7 +89,8 @@ def test_bad_task_options(tmp_path, args, fragment):
 
 
 KVRET = [*TINY, "--task", "kvret", "--kv-pairs", "12", "--position-bins", "4",
-         "--kv-eval-pairs", "20", "--kv-keys", "24", "--kv-positions", "ends", "--steps", "12",
+         "--kv-eval-pairs", "20", "--kv-keys", "24", "--kv-positions", "ends", "--kv-queries", "3",
+         "--kv-min-pairs", "0", "--steps", "12",
          "--warmup", "2",
          "--eval-every", "5", "--save-every", "4", "--dropout", "0.1"]
 
@@ -116,17 +124,19 @@ def test_kvret_sweep_in_terminal_and_metrics(kvret_run):
     assert m, stdout
     assert float(m[1]) == pytest.approx(100 * last["middle_mean"], abs=0.01)
     assert float(m[2]) == pytest.approx(100 * last["end_middle_gap"], abs=0.01)
-    assert re.search(r"^long\s+20 pairs .*\s8\s", stdout, re.M)
+    assert re.search(r"^long\s+20 pairs .*\s24\s", stdout, re.M), "8 sequences of 3 queries"
 
 
 def test_kvret_context_and_config(kvret_run):
     out, _ = kvret_run
     config = config_of(out / "model.h5")
-    assert config["model"]["seq_len"] == 2 * 20 + 3, "the context fits the long split"
+    assert config["model"]["seq_len"] == 2 * 20 + 1 + 2 * 3, "the context fits the long split"
     task = config["task"]
     assert (task["name"], task["kv_pairs"], task["kv_eval_pairs"], task["kv_keys"],
-            task["kv_positions"], task["position_bins"]) == ("kvret", 12, 20, 24, "ends", 4)
-    assert rows_of(out)[-1]["tokens"] == 12 * 4 * (2 * 12 + 3), "training uses the shorter length"
+            task["kv_positions"], task["position_bins"], task["kv_queries"],
+            task["kv_min_pairs"]) == ("kvret", 12, 20, 24, "ends", 4, 3, 0)
+    assert rows_of(out)[-1]["tokens"] == 12 * 4 * (2 * 12 + 1 + 2 * 3), \
+        "training uses the shorter length"
 
 
 def test_kvret_resume_equals_uninterrupted(kvret_run, tmp_path):
@@ -195,13 +205,25 @@ def test_task_options_are_required_only_for_their_task(tmp_path):
     assert "config field task.kv_pairs is missing" in done.stderr
 
 
-def test_a_kvret_checkpoint_from_before_kv_keys_resumes_with_all_keys(tmp_path):
-    """--kv-keys came after kvret: its absence means what kvret did before, 128 key symbols."""
+def test_a_kvret_checkpoint_from_before_later_options_resumes_as_it_ran(tmp_path):
+    """--kv-keys, --kv-queries, --kv-min-pairs, --init-std and --emb-std came after kvret: their
+    absence means what pelab did before: 128 key symbols, one query, every sequence at
+    --kv-pairs, GPT-2's init."""
     kv = tmp_path / "kv"
     assert train(*TINY, "--task", "kvret", "--steps", "2", "--eval-every", "0",
                  "--out", kv).returncode == 0
-    rewrite_config(kv / "model.h5", lambda t: t.pop("kv_keys"))
+    with h5py.File(kv / "model.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        for key in ("kv_keys", "kv_queries", "kv_min_pairs"):
+            config["task"].pop(key)
+        for key in ("init_std", "emb_std"):
+            config["model"].pop(key)
+        f.attrs["config"] = np.bytes_(json.dumps(config))
     done = train("--resume", kv / "model.h5", "--steps", "3")
     assert done.returncode == 0, done.stderr
     with h5py.File(kv / "model.h5", "r") as f:
-        assert json.loads(f.attrs["config"])["task"]["kv_keys"] == 128
+        config = json.loads(f.attrs["config"])
+    task, model = config["task"], config["model"]
+    assert (task["kv_keys"], task["kv_queries"], task["kv_min_pairs"]) == (128, 1, 0)
+    assert model["init_std"] == model["emb_std"] == 0.02
+    assert re.search(r"^in\s+10 pairs, 1 query .*\s8\s", done.stdout, re.M), done.stdout

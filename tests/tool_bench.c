@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
     GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
                      .n_embd = p->n_embd, .n_head = p->n_head, .ffn_dim = 4 * p->n_embd,
                      .dropout = p->dropout, .pe = pe_find(pe), .pe_opt = {.rope_base = 10000.0f},
+                     .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
                      .norm = p->norm && strcmp(p->norm, "post") == 0 ? NORM_POST : NORM_PRE,
                      .act = p->act && strcmp(p->act, "relu") == 0 ? ACT_RELU : ACT_GELU};
     if (!cfg.pe) die("unknown --pe %s; known: %s", pe, pe_names());
@@ -96,6 +97,8 @@ int main(int argc, char **argv) {
     topt.seq_len = p->seq_len;
     if (p->kv_pairs) topt.kv_pairs = p->kv_pairs;
     if (p->kv_keys) topt.kv_keys = p->kv_keys;
+    if (p->kv_min_pairs) topt.kv_min_pairs = p->kv_min_pairs;
+    if (p->kv_queries) topt.kv_queries = p->kv_queries;
     if (p->sel_data) topt.sel_data = p->sel_data;
     if (p->sel_blanks) topt.sel_blanks = p->sel_blanks;
     if (p->count_vars) topt.count_vars = p->count_vars;

@@ -75,6 +75,10 @@ static const Flag flags[] = {
      .help = "LayerNorm before each sublayer or after each residual add"},
     {"act", "gelu|relu", KIND_CHOICE, AT(run.model.act), SCOPE_MODEL, .choices = act_names,
      .help = "MLP activation (gelu: tanh approximation)"},
+    {"init-std", "X", KIND_FLOAT, AT(run.model.init_std), SCOPE_MODEL, 0, INFINITY, 1,
+     .help = "init N(0, X) of the matrices (residual projections X/sqrt(2L))"},
+    {"emb-std", "X", KIND_FLOAT, AT(run.model.emb_std), SCOPE_MODEL, 0, INFINITY, 1,
+     .help = "init N(0, X) of the embeddings wte (and wpe of abs)"},
     {"rope-base", "X", KIND_FLOAT, AT(run.model.pe_opt.rope_base), SCOPE_MODEL, 0, INFINITY, 1,
      .help = "rope: theta_m = base^(-2m/d)"},
     {"rel-npos", "N", KIND_INT, AT(run.model.pe_opt.rel_npos), SCOPE_MODEL, 0, 1 << 20,
@@ -99,6 +103,11 @@ static const Flag flags[] = {
      .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)"},
     {"kv-keys", "N", KIND_INT, AT(run.task_opt.kv_keys), SCOPE_TASK, 1, KV_MAX_PAIRS,
      .help = "kvret: key symbols in use (the first N); at least the pairs of every split"},
+    {"kv-min-pairs", "N", KIND_INT, AT(run.task_opt.kv_min_pairs), SCOPE_TASK, 0, KV_MAX_PAIRS,
+     .help = "kvret: training sequences hold from N to --kv-pairs pairs (0: --kv-pairs)"},
+    {"kv-queries", "Q", KIND_INT, AT(run.task_opt.kv_queries), SCOPE_TASK, 1, KV_MAX_QUERIES,
+     .help = "kvret: queries per training (and in, long) sequence, each value scored; the "
+             "sweep's bins ask one"},
     {"kv-positions", "uniform|ends", KIND_CHOICE, AT(run.task_opt.kv_positions), SCOPE_TASK,
      .choices = kv_positions_names,
      .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
@@ -199,6 +208,8 @@ static const struct {
     {"act", offsetof(Preset, act), PRESET_NAME},
     {"kv-pairs", offsetof(Preset, kv_pairs), PRESET_INT},
     {"kv-keys", offsetof(Preset, kv_keys), PRESET_INT},
+    {"kv-min-pairs", offsetof(Preset, kv_min_pairs), PRESET_INT},
+    {"kv-queries", offsetof(Preset, kv_queries), PRESET_INT},
     {"sel-data", offsetof(Preset, sel_data), PRESET_INT},
     {"sel-blanks", offsetof(Preset, sel_blanks), PRESET_INT},
     {"count-vars", offsetof(Preset, count_vars), PRESET_INT},
@@ -392,7 +403,8 @@ static void set_defaults(CliArgs *a) {
     RunConfig *r = &a->run;
     r->model = (GPTConfig){.n_layer = 2, .n_embd = 128, .n_head = 4, .norm = NORM_PRE,
                            .act = ACT_GELU, .pe = pe_find("rope"),
-                           .pe_opt = {.rope_base = 10000.0f}, .moice = moice_defaults};
+                           .pe_opt = {.rope_base = 10000.0f}, .moice = moice_defaults,
+                           .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     r->task = task_find("flipflop");
     r->preset = &r->task->presets[0];
     r->task_opt = task_default_options;

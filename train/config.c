@@ -127,6 +127,8 @@ cJSON *gpt_config_to_json(const GPTConfig *c) {
     cJSON_AddStringToObject(j, "norm", norm_names[c->norm]);
     cJSON_AddStringToObject(j, "act", act_names[c->act]);
     cJSON_AddStringToObject(j, "pe", c->pe->name);
+    add_float(j, "init_std", c->init_std);
+    add_float(j, "emb_std", c->emb_std);
     add_float(j, "rope_base", c->pe_opt.rope_base);
     cJSON_AddNumberToObject(j, "rel_npos", c->pe_opt.rel_npos);
     cJSON_AddNumberToObject(j, "cope_npos", c->pe_opt.cope_npos);
@@ -184,6 +186,10 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
     c->norm = (NormPlacement)read_choice(&r, "norm", norm_names);
     c->act = (Activation)read_choice(&r, "act", act_names);
     const char *pe = read_string(&r, "pe");
+    // Written since the init became a flag; older checkpoints were all GPT-2's.
+    c->init_std = c->emb_std = GPT2_INIT_STD;
+    if (cJSON_HasObjectItem(json, "init_std")) c->init_std = read_float(&r, "init_std");
+    if (cJSON_HasObjectItem(json, "emb_std")) c->emb_std = read_float(&r, "emb_std");
     c->pe_opt.rope_base = read_float(&r, "rope_base");
     c->pe_opt.rel_npos = read_int(&r, "rel_npos");
     c->pe_opt.cope_npos = read_int(&r, "cope_npos");
@@ -226,6 +232,8 @@ static const struct {
     {"kv_pairs", "kvret", offsetof(TaskOptions, kv_pairs), NULL, 0},
     {"kv_eval_pairs", "kvret", offsetof(TaskOptions, kv_eval_pairs), NULL, 0},
     {"kv_keys", "kvret", offsetof(TaskOptions, kv_keys), NULL, 1},
+    {"kv_queries", "kvret", offsetof(TaskOptions, kv_queries), NULL, 1},
+    {"kv_min_pairs", "kvret", offsetof(TaskOptions, kv_min_pairs), NULL, 1},
     {"kv_positions", "kvret", offsetof(TaskOptions, kv_positions), kv_positions_names, 0},
     {"position_bins", "kvret", offsetof(TaskOptions, position_bins), NULL, 0},
     {"sel_data", "selcopy", offsetof(TaskOptions, sel_data), NULL, 0},

@@ -4,10 +4,10 @@
 //
 //   {"model": {"vocab_size", "seq_len", "n_layer", "n_embd", "n_head", "ffn_dim", "dropout",
 //              "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base", "rel_npos",
-//              "cope_npos", "tied": true,
+//              "cope_npos", "init_std", "emb_std", "tied": true,
 //              "moice": {"bases": [...], "top_k", "aux_weight"} (only when MoICE is on)},
 //    "task":  {"name", "preset", "seq_len", "flipflop_p_train", "kv_pairs", "kv_eval_pairs",
-//              "kv_keys", "kv_positions": "uniform"|"ends", "position_bins", "sel_data",
+//              "kv_keys", "kv_queries", "kv_positions": "uniform"|"ends", "position_bins", "sel_data",
 //              "sel_blanks", "data" (path or ""), "train_seqs"},
 //    "train": {"batch", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
 //              "weight_decay", "beta1", "beta2", "eps", "clip", "seed", "threads",
