@@ -6,10 +6,10 @@
 //
 // With --kv-queries Q > 1, training sequences (and the splits `in` and `long`) ask Q queries
 // after the marker, each query's pair drawn independently from the same distribution and each
-// value scored: ? k_q1 v_q1 ... k_qQ v_qQ (2n + 1 + 2Q tokens). One scored token per sequence
-// gives the lookup circuit (a previous-token head, then a key match) too weak a signal to form
-// in a small model's budget; Q of them train it Q times as often per sequence, as in the
-// multi-query associative recall of Zoology (Arora et al. 2023). The sweep's bins ask one query
+// value scored: ? k_q1 v_q1 ... k_qQ v_qQ (2n + 1 + 2Q tokens), as in the multi-query
+// associative recall of Zoology (Arora et al. 2023): the lookup circuit (a previous-token head,
+// then a key match) gets Q times the signal per sequence, one of the three changes the
+// classroom preset needs to learn it (below). The sweep's bins ask one query
 // each, so where the queried pair sits is the only thing a bin varies, and a bin sequence is
 // the first 2n + 3 tokens of a training sequence's format.
 //
@@ -26,10 +26,10 @@
 //
 // With --kv-min-pairs M, each training sequence first draws its own number of pairs uniformly
 // from M to --kv-pairs n (the splits keep n): the few-pair sequences make the lookup easy to
-// find (two candidates), and rope applies what they teach at every length.
+// find (two candidates), and what they teach holds at every length.
 //
-// Splits: `in` (n pairs, the training position distribution), `bin0` .. `bin<B-1>` (training
-// length, q uniform over the pairs floor(b n / B) .. floor((b+1) n / B) - 1), and with
+// Splits: `in` (n pairs, the training position distribution), `bin0` .. `bin<B-1>` (n pairs,
+// one query, q uniform over the pairs floor(b n / B) .. floor((b+1) n / B) - 1), and with
 // --kv-eval-pairs m, `long` (m pairs, q uniform): length generalisation.
 #include <stdio.h>
 #include <string.h>
@@ -59,8 +59,8 @@ static const Preset presets[] = {
     // init, one query per sequence and every sequence at 10 pairs, the two-layer lookup (a
     // previous-token head, then a key match) did not form within 8000 steps in any variant
     // tried; three changes together make it form within 250-750 steps on every seed tried
-    // (README, kvret), none of them alone or in pairs: training lengths from 2 to 10 pairs (short
-    // sequences bootstrap the circuit, which rope carries over to long ones), 8 scored queries
+    // (README, kvret), where each of the three pairs of them did not: training lengths from 2 to 10 pairs (short
+    // sequences bootstrap the circuit, which carries over to long ones), 8 scored queries
     // per sequence, and a larger init (matrices 0.072, about PyTorch's default for width 64,
     // embeddings 0.3) that gets attention off its flat start.
     {.name = "classroom",

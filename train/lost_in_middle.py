@@ -3,18 +3,20 @@
 The experiment of the MoICE/Ms-PoE issue, end to end with the programs a user has:
 
 1. bin/train: a rope model on kvret whose training puts the queried pair mostly at the ends
-   (--kv-positions ends), the setting in which small models show a U-shaped accuracy curve;
-2. bin/eval: its accuracy per position bin (the sweep);
+   (--kv-positions ends), the setting in which small models show a U-shaped accuracy curve,
+   snapshotted at --early-step (the lookup still forming: the ends learned first) and at the
+   end of its budget;
+2. bin/eval: each snapshot's accuracy per position bin (the sweep);
 3. bin/eval --mspoe MIN:MAX: the same sweep with Ms-PoE's per-head position rescaling (no
    training);
 4. bin/train --init ... --moice-bases ... --train-only routers: MoICE routers fine-tuned with
    everything else frozen (the official recipe: a few steps, AdamW lr 1e-4, no weight decay,
-   constant schedule), then bin/eval of that checkpoint;
-5. a table (accuracy per bin, middle mean, best end - worst middle gap) and one PNG with the
-   three curves side by side.
+   constant schedule), then bin/eval of that checkpoint, for each snapshot;
+5. a table (accuracy per bin, middle mean, best end - worst middle gap) and one PNG with a
+   panel per snapshot, each with the three curves.
 
     /usr/bin/python3 train/lost_in_middle.py [--out checkpoints/lost-in-middle] [--seed 1]
-        [--mspoe 1.2:1.8] [--mspoe-skip-layers 1] [--moice-bases short] [--moice-steps 7]
+        [--early-step 250] [--mspoe 1.2:1.8] [--mspoe-skip-layers 1] [--moice-bases short] [--moice-steps 7]
         [--reuse] [-- extra bin/train flags for the rope run]
 
 Every command it runs is printed first, so any step can be repeated by hand.
@@ -24,6 +26,7 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -44,11 +47,26 @@ def sweep(checkpoint, rows, *flags):
     return json.loads(rows.read_text().splitlines()[-1])
 
 
+METHODS = ("rope", "rope + Ms-PoE", "rope + MoICE routers")
+
+
+def methods_of(model, moice, rows, a):
+    """The three sweeps of one rope checkpoint: as trained, with Ms-PoE, with MoICE routers."""
+    return {
+        "rope": sweep(model, rows),
+        "rope + Ms-PoE": sweep(model, rows, "--mspoe", a.mspoe,
+                               "--mspoe-skip-layers", a.mspoe_skip_layers),
+        "rope + MoICE routers": sweep(moice, rows),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="checkpoints/lost-in-middle")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--early-step", type=int, default=250,
+                    help="the step of the snapshot taken while the lookup is still forming")
     ap.add_argument("--mspoe", default="1.2:1.8", help="Ms-PoE ratios MIN:MAX (official 1.2:1.8)")
     ap.add_argument("--mspoe-skip-layers", type=int, default=1,
                     help="layers Ms-PoE leaves unchanged (official 2; the classroom model has 2 in all)")
@@ -62,55 +80,63 @@ def main():
 
     out = ROOT / a.out
     out.mkdir(parents=True, exist_ok=True)
-    rope, moice = out / "rope", out / "moice"
     rows = out / "sweeps.jsonl"
     if rows.exists():
         rows.unlink()
     common = ["--threads", a.threads]
-    if not (a.reuse and (rope / "model.h5").exists()):
+    early, full = out / "rope-early", out / "rope"
+    # One rope run: stopped at --early-step (its checkpoint kept as the early snapshot), then
+    # resumed to the end, so both snapshots come from the same run.
+    if not (a.reuse and (full / "model.h5").exists()):
         run([TRAIN, "--task", "kvret", "--pe", "rope", "--kv-positions", "ends", "--seed", a.seed,
-             "--out", rope, "--force", *common, *a.extra])
-    if not (a.reuse and (moice / "model.h5").exists()):
-        run([TRAIN, "--init", rope / "model.h5", "--moice-bases", a.moice_bases, "--train-only", "routers",
-             "--steps", a.moice_steps, "--batch", a.moice_batch, "--lr", a.moice_lr, "--min-lr", a.moice_lr,
-             "--weight-decay", "0", "--schedule", "constant", "--warmup", "0", "--eval-every", "0",
-             "--seed", a.seed, "--out", moice, "--force", *common])
+             "--stop-at", a.early_step, "--out", early, "--force", *common, *a.extra])
+        if full.exists():
+            shutil.rmtree(full)
+        shutil.copytree(early, full)
+        run([TRAIN, "--resume", full / "model.h5", *common])
+    snapshots = {}
+    for name, rope in (("early", early), ("trained", full)):
+        moice = out / f"moice-{name}"
+        if not (a.reuse and (moice / "model.h5").exists()):
+            run([TRAIN, "--init", rope / "model.h5", "--moice-bases", a.moice_bases,
+                 "--train-only", "routers", "--steps", a.moice_steps, "--batch", a.moice_batch,
+                 "--lr", a.moice_lr, "--min-lr", a.moice_lr, "--weight-decay", "0",
+                 "--schedule", "constant", "--warmup", "0", "--eval-every", "0",
+                 "--seed", a.seed, "--out", moice, "--force", *common])
+        step = json.loads((rope / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        snapshots[f"{name} (step {step})"] = methods_of(rope / "model.h5", moice / "model.h5", rows, a)
 
-    results = {
-        "rope": sweep(rope / "model.h5", rows),
-        f"rope + Ms-PoE {a.mspoe}": sweep(rope / "model.h5", rows, "--mspoe", a.mspoe,
-                                           "--mspoe-skip-layers", a.mspoe_skip_layers),
-        f"rope + MoICE ({a.moice_bases}, {a.moice_steps} router steps)": sweep(moice / "model.h5", rows),
-    }
-    curves = {name: r["sweep"]["accuracy"] for name, r in results.items()}
-    bins = len(next(iter(curves.values())))
-
-    width = max(len(n) for n in curves)
-    lines = [f"{'method':<{width}}  " + " ".join(f"{'bin' + str(b):>6}" for b in range(bins))
+    bins = len(next(iter(next(iter(snapshots.values())).values()))["sweep"]["accuracy"])
+    width = max(len(s) + len(m) for s in snapshots for m in METHODS) + 3
+    lines = [f"{'model: method':<{width}}  " + " ".join(f"{'bin' + str(b):>6}" for b in range(bins))
              + "  middle     gap", ""]
-    for name, r in results.items():
-        acc = [100 * x for x in r["sweep"]["accuracy"]]
-        lines.append(f"{name:<{width}}  " + " ".join(f"{x:6.1f}" for x in acc)
-                     + f"  {100 * r['sweep']['middle_mean']:6.1f}  {100 * r['sweep']['end_middle_gap']:+6.1f}")
+    for snap, results in snapshots.items():
+        for name, r in results.items():
+            acc = [100 * x for x in r["sweep"]["accuracy"]]
+            lines.append(f"{snap + ': ' + name:<{width}}  " + " ".join(f"{x:6.1f}" for x in acc)
+                         + f"  {100 * r['sweep']['middle_mean']:6.1f}"
+                         + f"  {100 * r['sweep']['end_middle_gap']:+6.1f}")
     lines[1] = "-" * len(lines[0])
     table = "\n".join(lines)
     print("\naccuracy % of the queried value by the position bin of the queried pair (kvret, "
-          "trained with --kv-positions ends)\n" + table)
+          "rope trained with --kv-positions ends)\n" + table)
     (out / "table.txt").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps(snapshots, indent=1) + "\n")
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, acc), marker in zip(curves.items(), "osD"):
-        ax.plot(range(bins), [100 * x for x in acc], marker=marker, label=name)
-    ax.set_xlabel("position bin of the queried pair (0 = first pairs of the context)")
-    ax.set_ylabel("accuracy % of the queried value")
-    ax.set_xticks(range(bins))
-    ax.set_title("kvret, rope trained with the queried pair mostly at the ends")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(12, 4), sharey=True)
+    for ax, (snap, results) in zip(axes, snapshots.items()):
+        for (name, r), marker in zip(results.items(), "osD"):
+            ax.plot(range(bins), [100 * x for x in r["sweep"]["accuracy"]], marker=marker, label=name)
+        ax.set_title(f"rope, {snap}")
+        ax.set_xlabel("position bin of the queried pair (0 = first pairs)")
+        ax.set_xticks(range(bins))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy % of the queried value")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("kvret, rope trained with the queried pair mostly at the ends")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     print(f"\nwrote {out / 'curves.png'}, {out / 'table.txt'} and {out / 'results.json'}")
