@@ -59,10 +59,10 @@ static const Preset presets[] = {
     // init, one query per sequence and every sequence at 10 pairs, the two-layer lookup (a
     // previous-token head, then a key match) did not form within 8000 steps in any variant
     // tried; three changes together make it form within 250-750 steps on every seed tried
-    // (README, kvret), where each of the three pairs of them did not: training lengths from 2 to 10 pairs (short
-    // sequences bootstrap the circuit, which carries over to long ones), 8 scored queries
-    // per sequence, and a larger init (matrices 0.072, about PyTorch's default for width 64,
-    // embeddings 0.3) that gets attention off its flat start.
+    // (README, kvret), where each of the three pairs of them did not: training lengths from 2
+    // to 10 pairs (short sequences bootstrap the circuit, which carries over to long ones), 8
+    // scored queries per sequence, and a larger init (matrices 0.072, about PyTorch's default
+    // for width 64, embeddings 0.3) that gets attention off its flat start.
     {.name = "classroom",
      .summary = "2 layers, width 64, 10 pairs (2-10 in training), 16 keys, 8 queries",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .batch = 64, .steps = 1500, .warmup = 100,
@@ -159,16 +159,22 @@ static void kvret_layout(const TaskOptions *opt, TaskLayout *layout) {
     }
 }
 
+// The sweep bin a split holds (splits 1 .. bins, after `in`), or -1.
+static int sweep_bin(const TaskOptions *opt, int split) {
+    return split >= 1 && split <= opt->position_bins ? split - 1 : -1;
+}
+
 // The queried pair's index in a sequence of n pairs of the given split.
 static int queried_pair(const TaskOptions *opt, int split, int n, Rng *rng) {
-    int bins = opt->position_bins;
-    if (split >= 1 && split <= bins) {
-        int b = split - 1, lo = b * n / bins, hi = (b + 1) * n / bins;
+    int bins = opt->position_bins, b = sweep_bin(opt, split);
+    if (b >= 0) {
+        int lo = b * n / bins, hi = (b + 1) * n / bins;
         return lo + (int)rng_below(rng, (uint32_t)(hi - lo));
     }
-    if (split > bins || opt->kv_positions == KV_UNIFORM) return (int)rng_below(rng, (uint32_t)n);
     int edge = (n + 9) / 10;
-    if (n - 2 * edge <= 0) return (int)rng_below(rng, (uint32_t)n);  // every pair is an end
+    // `long`, `uniform`, and sequences with no middle (every pair an end) draw from all pairs.
+    if (split > bins || opt->kv_positions == KV_UNIFORM || n <= 2 * edge)
+        return (int)rng_below(rng, (uint32_t)n);
     float u = rng_float(rng);
     if (u < END_SHARE) return (int)rng_below(rng, (uint32_t)edge);
     if (u < 2.0f * END_SHARE) return n - edge + (int)rng_below(rng, (uint32_t)edge);
@@ -180,8 +186,7 @@ static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *in
     int n = split > opt->position_bins ? opt->kv_eval_pairs : opt->kv_pairs;
     if (split < 0 && opt->kv_min_pairs && opt->kv_min_pairs < n)
         n = opt->kv_min_pairs + (int)rng_below(rng, (uint32_t)(n - opt->kv_min_pairs + 1));
-    int in_sweep = split >= 1 && split <= opt->position_bins;
-    int queries = in_sweep ? 1 : opt->kv_queries;
+    int queries = sweep_bin(opt, split) >= 0 ? 1 : opt->kv_queries;
     int queried[KV_MAX_QUERIES];
     for (int j = 0; j < queries; j++) queried[j] = queried_pair(opt, split, n, rng);
     // Distinct keys: the first n entries of a partial Fisher-Yates shuffle of the key symbols

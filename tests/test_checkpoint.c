@@ -212,7 +212,8 @@ Test(checkpoint, run_config_json_round_trip) {
     char *again = run_config_to_json(&back);
     cr_assert_str_eq(json, again);
     cr_assert(back.lr == rc.lr && back.model.dropout == rc.model.dropout && back.seed == rc.seed &&
-                  back.model.init_std == rc.model.init_std && back.model.emb_std == rc.model.emb_std,
+                  back.model.init_std == rc.model.init_std &&
+                  back.model.emb_std == rc.model.emb_std,
               "floats and the seed must survive bit for bit");
     cr_assert(strstr(json, "\"lr\":0.0003"), "floats are written short: %s", json);
     free(json);

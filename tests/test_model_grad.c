@@ -194,7 +194,8 @@ Test(model, init_scales_as_configured) {
 
 Test(model, config_check_names_the_problem) {
     GPTConfig cfg = {.vocab_size = 5, .seq_len = 8, .n_layer = 1, .n_embd = 10, .n_head = 3,
-                     .ffn_dim = 8, .pe = pe_find("none"), .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
+                     .ffn_dim = 8, .pe = pe_find("none"), .init_std = GPT2_INIT_STD,
+                     .emb_std = GPT2_INIT_STD};
     const char *msg = gpt_config_check(&cfg);
     cr_assert_not_null(msg);
     cr_expect(strstr(msg, "--heads 3 does not divide --dim 10") != NULL, "%s", msg);

@@ -17,7 +17,8 @@
 static GPTConfig rope_config(int n_layer, int n_embd, int n_head, int seq_len) {
     return (GPTConfig){.vocab_size = 7, .seq_len = seq_len, .n_layer = n_layer, .n_embd = n_embd,
                        .n_head = n_head, .ffn_dim = 4 * n_embd, .pe = pe_find("rope"),
-                       .pe_opt = {.rope_base = 10000.0f}, .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
+                       .pe_opt = {.rope_base = 10000.0f}, .init_std = GPT2_INIT_STD,
+                       .emb_std = GPT2_INIT_STD};
 }
 
 static void build(GPT *m, const GPTConfig *c, int batch) {

@@ -214,7 +214,8 @@ int main(int argc, char **argv) {
     Args a = parse_args(argc, argv);
     GPTConfig cfg = {.vocab_size = a.vocab, .seq_len = a.seq_len, .n_layer = a.layers,
                      .n_embd = a.dim, .n_head = a.heads, .ffn_dim = a.ffn, .dropout = 0.0f,
-                     .pe = pe_find(a.pe), .pe_opt = a.pe_opt, .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
+                     .pe = pe_find(a.pe), .pe_opt = a.pe_opt, .init_std = GPT2_INIT_STD,
+                     .emb_std = GPT2_INIT_STD,
                      .moice = {.top_k = a.moice_topk, .aux_weight = a.moice_aux}};
     char err[256];
     if (moice_parse_bases(&cfg.moice, a.moice_bases, a.pe_opt.rope_base, err, sizeof err) != 0)

@@ -7,8 +7,8 @@
 //              "cope_npos", "init_std", "emb_std", "tied": true,
 //              "moice": {"bases": [...], "top_k", "aux_weight"} (only when MoICE is on)},
 //    "task":  {"name", "preset", "seq_len", "flipflop_p_train", "kv_pairs", "kv_eval_pairs",
-//              "kv_keys", "kv_queries", "kv_positions": "uniform"|"ends", "position_bins", "sel_data",
-//              "sel_blanks", "data" (path or ""), "train_seqs"},
+//              "kv_keys", "kv_queries", "kv_min_pairs", "kv_positions": "uniform"|"ends",
+//              "position_bins", "sel_data", "sel_blanks", "data" (path or ""), "train_seqs"},
 //    "train": {"batch", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
 //              "weight_decay", "beta1", "beta2", "eps", "clip", "seed", "threads",
 //              "eval_every", "eval_seqs", "save_every", "train_only": "all"|"routers"}}
