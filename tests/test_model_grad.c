@@ -89,10 +89,15 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
         const TensorInfo *ti = &model.tensors[t];
         // The float32 noise of the loss (~1e-6) / 2h stays near 1e-3 of gradients of order
         // 0.1..1, so 1e-2 relative separates a right backward from a wrong one by an order
-        // of magnitude. Router gradients are 10 to 100 times smaller (the experts' outputs
-        // differ little over 11 positions), so their step is 1e-2 (measured: errors below 3e-3).
+        // of magnitude. Some tensors' gradients are 10 to 100 times smaller: MoICE routers
+        // (the experts' outputs differ little over 11 positions) and CoPE's position tables
+        // (each entry moves only the few scores whose position interpolates it). For them the
+        // noise would be 1e-2 of the gradient (measured: 1.1e-2 with AVX-512 sgemm kernels),
+        // so their step is 1e-2 (measured: errors below 3e-3).
+        float max_grad = 0.0f;
+        for (size_t i = 0; i < ti->size; i++) max_grad = fmaxf(max_grad, fabsf(grads[ti->offset + i]));
         double err_rel = gradcheck(model_loss, &ctx, model.params_memory + ti->offset,
-                                   grads + ti->offset, ti->size, 12, gpt_is_router(ti) ? 1e-2f : 1e-3f,
+                                   grads + ti->offset, ti->size, 12, max_grad < 0.05f ? 1e-2f : 1e-3f,
                                    100 + t);
         cr_expect_lt(err_rel, 1e-2, "%s pe=%s norm=%d act=%d dropout=%.1f moice %d: rel err %.2e",
                      ti->name, mc->pe, mc->norm, mc->act, mc->dropout, cfg.moice.n_bases, err_rel);
