@@ -107,7 +107,7 @@ const char *moice_check(const GPTConfig *c) {
         return msg;
     }
     if (!(o->aux_weight >= 0.0f) || !isfinite(o->aux_weight))
-        return "--moice-aux must be a number >= 0 (SPEC suggests 0.1 to 0.3)";
+        return "--moice-aux must be a number >= 0 (the MoICE paper uses 0.1 to 0.3)";
     return NULL;
 }
 

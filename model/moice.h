@@ -1,4 +1,4 @@
-// MoICE, Mixture of In-Context Experts (SPEC section 4), for models trained with rope.
+// MoICE, Mixture of In-Context Experts (docs/design.md), for models trained with rope.
 //
 // Each layer has a router shared by its heads. For the (token, head) pair with query q (before
 // any rotation) the router sees q~ = q rotated with the first base:

@@ -1,4 +1,4 @@
-// Counting (the CoPE paper's counting task, SPEC section 5), as its official generator
+// Counting (the CoPE paper's counting task, docs/tasks.md), as its official generator
 // (facebookresearch/RAM, projects/cope/scripts/count_data_gen.py) writes it: a program of
 // statements over the variables a, b, c, ... (--count-vars of them), then a question for the
 // value of one variable, and that value as the only scored token:

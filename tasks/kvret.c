@@ -1,4 +1,4 @@
-// Key-value retrieval, our small-scale "lost in the middle" probe (SPEC section 5): n distinct
+// Key-value retrieval, our small-scale "lost in the middle" probe (docs/tasks.md): n distinct
 // keys, each followed by its value, then a query marker, one of the keys, and its value, which
 // is scored:
 //

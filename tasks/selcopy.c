@@ -1,4 +1,4 @@
-// Selective copy (as in Mamba and the CoPE paper, SPEC section 5): n_data data tokens scattered
+// Selective copy (as in Mamba and the CoPE paper, docs/tasks.md): n_data data tokens scattered
 // at random among n_blank blanks, a separator, then the data tokens again in their order, which
 // are the scored tokens:
 //

@@ -1,4 +1,4 @@
-"""MoICE in bin/train: router-only fine-tuning of a rope checkpoint (SPEC section 4).
+"""MoICE in bin/train: router-only fine-tuning of a rope checkpoint (docs/design.md).
 
 A tiny rope model trains a few steps; `--init` it with `--moice-bases --train-only routers`:
 - every tensor but the routers is bit for bit the rope checkpoint's, and the optimiser state
@@ -6,7 +6,7 @@ A tiny rope model trains a few steps; `--init` it with `--moice-bases --train-on
 - the checkpoint's config carries the MoICE options and the trainable set, so the PyTorch
   reference rebuilds the MoICE model from it (strict load: the routers are there), and
   --resume continues router-only training bit for bit like an uninterrupted run;
-- bad MoICE input ends with one line and exit status 2 (the table of tests/test_cli.py).
+- bad MoICE input ends with one line and exit status 2 (the table of tests/cli/test_cli.py).
 """
 import json
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from reference import GPT
-from test_cli import assert_same_checkpoint, train
+from harness import assert_same_checkpoint, train
 
 BASE = ["--pe", "rope", "--lr", "0.003", "--layers", "2", "--dim", "16", "--heads", "2",
         "--seq-len", "16", "--batch", "8", "--eval-seqs", "8", "--threads", "2",

@@ -11,24 +11,15 @@
 Models are tiny (width 16) and runs a few steps, so the module takes seconds.
 """
 import json
-import os
-import pathlib
 import re
-import subprocess
 
 import h5py
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import train
+
 TINY = ["--pe", "cope", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "4",
         "--threads", "1", "--lr", "0.001"]
-
-
-def train(*args, timeout=120):
-    return subprocess.run([str(TRAIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
 
 
 BAD = [

@@ -1,5 +1,5 @@
 // bin/crosscheck: runs a small random GPT through three training steps and dumps everything the
-// PyTorch reference (tests/reference.py) needs to check it; tests/test_crosscheck.py drives it.
+// PyTorch reference (tests/reference/reference.py) needs to check it; tests/reference/test_crosscheck.py drives it.
 //
 //   bin/crosscheck --pe abs --norm pre --act gelu --out DIR [--layers 2 --dim 32 --heads 4
 //                  --ffn 4*dim --seq-len 16 --batch 3 --vocab 7 --seed 1 --rope-base 10000
@@ -35,14 +35,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_common.h"
-#include "../model/gpt.h"
-#include "../model/moice.h"
-#include "../model/mspoe.h"
-#include "../model/rng.h"
-#include "../train/adamw.h"
-#include "../train/checkpoint.h"
-#include "../train/config.h"
+#include "../tool_common.h"
+#include "../../model/gpt.h"
+#include "../../model/moice.h"
+#include "../../model/mspoe.h"
+#include "../../model/rng.h"
+#include "../../train/adamw.h"
+#include "../../train/checkpoint.h"
+#include "../../train/config.h"
 
 #define N_STEPS 3
 #define MSPOE_QUERY_GAIN 8.0f

@@ -2,20 +2,20 @@
 // positional encoding and norm placement, with and without dropout. The MLP uses gelu here:
 // with hundreds of relu units some always sit within a step of their kink, where differences
 // mean nothing; relu's derivative has its own layer check, and relu models are compared
-// exactly against PyTorch autograd (tests/test_crosscheck.py).
+// exactly against PyTorch autograd (tests/reference/test_crosscheck.py).
 //
 // MoICE models are checked on their objective (cross-entropy + aux_weight * load-balancing
 // loss) with K = N. A top-K choice with K < N is a step function of the weights: across a
 // model's hundreds of routings some always sit within a difference step of a tie, where the
 // difference measures the jump rather than the gradient. The top-K renormalisation and the
-// loss's gradient are checked on the router alone (tests/test_moice.c), where the routings are
+// loss's gradient are checked on the router alone (tests/unit/test_moice.c), where the routings are
 // kept clear of ties, and the whole K < N model against PyTorch autograd.
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../model/gpt.h"
+#include "../../model/gpt.h"
 #include "gradcheck.h"
 
 typedef struct {

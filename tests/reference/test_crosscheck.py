@@ -1,4 +1,4 @@
-"""Whole-model cross-check of the C GPT against PyTorch autograd (SPEC section 7).
+"""Whole-model cross-check of the C GPT against PyTorch autograd (docs/testing.md).
 
 bin/crosscheck builds a small random model, saves it with the real checkpoint writer, runs three
 training steps and dumps logits, loss, gradients and updated parameters (see the tool's header).
@@ -14,7 +14,7 @@ A real bug (a missing term, a wrong index or scale) is off by 1e-2 or more. Erro
 relative to the tensor's largest reference entry, not element-wise, because entries that
 cancel to near zero carry absolute, not relative, float32 error.
 
-Ms-PoE (SPEC section 4) has no backward: its configs compare one forward (logits, loss) of
+Ms-PoE (docs/design.md) has no backward: its configs compare one forward (logits, loss) of
 right-padded sequences of different lengths, and the ratio every layer gave every sequence's
 heads, which must be the reference's exactly (the same ranks give the same double arithmetic).
 The score order compares float32 softmax weights with 3x their mean where the reference uses
@@ -29,18 +29,16 @@ shift shared by a row), float32 leaves ~1e-9 of rounding there, and Adam's norma
 turns that into an update of up to lr in a random direction.
 """
 import json
-import pathlib
 import subprocess
 
 import h5py
 import numpy as np
 import pytest
-import torch  # a missing torch must fail the suite, not skip it (SPEC section 7)
+import torch  # a missing torch must fail the suite, not skip it
 
 from reference import GPT, MsPoE, adamw_step, decays, make_adamw
+from harness import CROSSCHECK as TOOL
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TOOL = ROOT / "bin" / "crosscheck"
 
 LOGIT_TOL = 1e-5
 GRAD_TOL = 1e-4

@@ -1,7 +1,7 @@
 // bin/bench: times training steps of the C model at a task preset and prints one JSON object:
-// the model config and the batch (so tests/bench.py can time the same step in PyTorch), the
+// the model config and the batch (so tests/bench/bench.py can time the same step in PyTorch), the
 // seconds of every timed step, gpt_flops_per_step() and peak memory. Steps are timed one by
-// one so that tests/bench.py can take the median: a busy machine slows some steps, not all.
+// one so that tests/bench/bench.py can take the median: a busy machine slows some steps, not all.
 //
 //   bin/bench --pe abs [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]
 //             [--threads N] [--moice-bases none|short|LIST --moice-topk 3 --train-only all]
@@ -24,13 +24,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "tool_common.h"
-#include "../model/gpt.h"
-#include "../model/moice.h"
-#include "../data/dataset.h"
-#include "../tasks/task.h"
-#include "../train/adamw.h"
-#include "../train/config.h"
+#include "../tool_common.h"
+#include "../../model/gpt.h"
+#include "../../model/moice.h"
+#include "../../data/dataset.h"
+#include "../../tasks/task.h"
+#include "../../train/adamw.h"
+#include "../../train/config.h"
 
 const char *tool_name = "bench";
 

@@ -1,0 +1,58 @@
+"""What the Python tests share: where the binaries are, how they run, how runs compare."""
+import json
+import os
+import pathlib
+import subprocess
+
+import h5py
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "bin" / "train"
+EVAL = ROOT / "bin" / "eval"
+CROSSCHECK = ROOT / "bin" / "crosscheck"
+FIXTURES = ROOT / "tests" / "fixtures"
+# libgomp's default spin-waiting makes two threads crawl when other processes share the cores.
+ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+
+
+def run(program, *args, timeout=120):
+    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=ENV)
+
+
+def train(*args, timeout=120):
+    return run(TRAIN, *args, timeout=timeout)
+
+
+def checkpoint_contents(path):
+    """Every dataset of a checkpoint, and the attributes that must match between equal runs
+    (elapsed time is wall clock, so it is left out)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+        for key in ("step", "tokens_seen", "config"):
+            out["@" + key] = f.attrs[key]
+        out["@optim.step"] = f["optim"].attrs["step"]
+        out["@loss_sum"] = f["state"].attrs["loss_sum"]
+        out["@loss_count"] = f["state"].attrs["loss_count"]
+    return out
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, different
+
+
+def assert_same_checkpoint(a, b):
+    assert_same(checkpoint_contents(a), checkpoint_contents(b))
+
+
+def metric_rows(run_dir):
+    """Metrics rows without the wall-clock fields."""
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        del r["tok_per_s"], r["elapsed_s"]
+    return rows
