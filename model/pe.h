@@ -90,6 +90,9 @@ typedef struct PositionalEncoding {
 } PositionalEncoding;
 
 const PositionalEncoding *pe_find(const char *name);
+// The registry in table order, for whatever must cover every encoding (tests, --help).
+int pe_count(void);
+const PositionalEncoding *pe_at(int i);  // 0 <= i < pe_count()
 // "none, abs, sin, ..." for messages and --help.
 const char *pe_names(void);
 

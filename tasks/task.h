@@ -101,6 +101,9 @@ typedef struct Task {
 extern const TaskOptions task_default_options;
 
 const Task *task_find(const char *name);
+// The registry in table order, for whatever must cover every task (tests, --help).
+int task_count(void);
+const Task *task_at(int i);  // 0 <= i < task_count()
 const char *task_names(void);
 const Preset *task_preset(const Task *task, const char *name);
 // The longest sequence of a layout, training included: the context the task needs.

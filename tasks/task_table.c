@@ -22,6 +22,10 @@ const Task *task_find(const char *name) {
     return NULL;
 }
 
+int task_count(void) { return (int)TASK_COUNT; }
+
+const Task *task_at(int i) { return task_table[i]; }
+
 const char *task_names(void) {
     static char names[256];
     if (names[0]) return names;

@@ -56,3 +56,21 @@ def metric_rows(run_dir):
     for r in rows:
         del r["tok_per_s"], r["elapsed_s"]
     return rows
+
+
+def registry(kind):
+    """The names bin/train lists under its registry section of --help: kind "pe" or "task".
+    Tests that must cover every encoding or task loop over this, so that a new one is covered
+    without a line in the tests."""
+    title = {"pe": "positional encodings (--pe):", "task": "tasks (--task):"}[kind]
+    done = train("--help")
+    assert done.returncode == 0, f"bin/train --help failed: {done.stderr} (run make first)"
+    lines = done.stdout.splitlines()
+    start = lines.index(title) + 1
+    names = []
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        names.append(line.split()[0])
+    assert names, f"no names under {title!r} in bin/train --help"
+    return names

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from harness import train
+from harness import registry, train
 
 TINY = ["--pe", "rope", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "4",
         "--eval-seqs", "8", "--threads", "1", "--lr", "0.001"]
@@ -218,3 +218,19 @@ def test_a_kvret_checkpoint_from_before_later_options_resumes_as_it_ran(tmp_path
     assert (task["kv_keys"], task["kv_queries"], task["kv_min_pairs"]) == (128, 1, 0)
     assert model["init_std"] == model["emb_std"] == 0.02
     assert re.search(r"^in\s+10 pairs, 1 query .*\s8\s", done.stdout, re.M), done.stdout
+
+
+@pytest.mark.parametrize("task", registry("task"))
+def test_every_registered_task_writes_its_evaluation_splits(tmp_path, task):
+    """Each task of the registry, with its first preset, writes its sets to a dataset file: the
+    task's name, every split it lists, each with at least one scored target per sequence."""
+    data = tmp_path / "data.h5"
+    done = train("--task", task, "--eval-seqs", "4", "--write-data", data, "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    with h5py.File(data, "r") as f:
+        assert f.attrs["task"].decode() == task
+        splits = f.attrs["splits"].decode().split(",")
+        assert splits and all(s in f for s in splits)
+        for s in splits:
+            assert f[s]["tokens"].shape[0] > 0, s
+            assert np.all(f[s]["score_mask"][()].any(axis=1)), f"{s}: a sequence scores nothing"

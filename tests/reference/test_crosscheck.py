@@ -36,8 +36,8 @@ import numpy as np
 import pytest
 import torch  # a missing torch must fail the suite, not skip it
 
-from reference import GPT, MsPoE, adamw_step, decays, make_adamw
-from harness import CROSSCHECK as TOOL
+from reference import PE_CLASSES, GPT, MsPoE, adamw_step, decays, make_adamw
+from harness import CROSSCHECK as TOOL, registry
 
 
 LOGIT_TOL = 1e-5
@@ -46,20 +46,12 @@ GRAD_TOL = 1e-4
 # so the C update itself carries up to ~1e-5 relative error (measured: 7e-6).
 UPDATE_TOL = 1e-4
 
-# Every positional encoding of the C model, with the tool flags of the variant to check: a
-# new encoding (or a variant of one) is one entry. rel and cope are also checked with tables
-# short enough that distances and positions clamp to the last row.
-PES = [
-    ("none", []),
-    ("abs", []),
-    ("sin", []),
-    ("rel", []),
+# Every encoding of the registry as bin/train lists it, so that a new one is compared without
+# a line here (and fails until tests/reference/reference.py has its class), then variants with
+# their tool flags: rel and cope with tables short enough that distances and positions clamp.
+PES = [(pe, []) for pe in registry("pe")] + [
     ("rel", ["--rel-npos", "6"]),
-    ("t5", []),
-    ("alibi", []),
-    ("rope", []),
     ("rope", ["--rope-base", "100"]),
-    ("cope", []),
     ("cope", ["--cope-npos", "4"]),
     # MoICE: top 2 of 3 bases (spread wide so that the experts differ within 16 positions),
     # and router-only training with top 1 of 4
@@ -89,6 +81,12 @@ CONFIGS = ([(pe, flags, norm, act, "small") for pe, flags in PES for norm in ("p
            [(pe, flags, "pre", "gelu", "long") for pe, flags in PES + PRE_NORM_ONLY])
 IDS = ["-".join([pe, *[f.lstrip("-") for f in flags], norm, act, shape])
        for pe, flags, norm, act, shape in CONFIGS]
+
+
+def test_every_registered_encoding_has_a_reference():
+    missing = sorted(set(registry("pe")) - set(PE_CLASSES))
+    assert not missing, (f"encodings without a PyTorch reference: {missing}; add a class to "
+                         "tests/reference/reference.py and an entry in PE_CLASSES")
 
 
 def rel_err(c, ref):

@@ -106,20 +106,33 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
     gpt_free(&model);
 }
 
+// Every encoding of the registry (model/pe_table.c), so that a new one is checked without a
+// line here: pre-norm without dropout, and post-norm with dropout and tables of 5 rows (rel,
+// cope: distances and positions clamp). Then the variants that need their own case.
+static const ModelCase extra_cases[] = {
+    {"none", NORM_POST, ACT_GELU, 0.0f, 0}, {"abs", NORM_POST, ACT_GELU, 0.0f, 0},
+    {"abs", NORM_PRE, ACT_GELU, 0.2f, 0},   {"alibi", NORM_POST, ACT_GELU, 0.0f, 0},
+    {"cope", NORM_PRE, ACT_GELU, 0.0f, 3},
+};
+#define N_EXTRA (int)(sizeof extra_cases / sizeof extra_cases[0])
+#define MAX_PES 32
+
 ParameterizedTestParameters(model, whole_model_backward_matches_finite_differences) {
-    static ModelCase cases[] = {
-        {"none", NORM_PRE, ACT_GELU, 0.0f, 0}, {"none", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"abs", NORM_PRE, ACT_GELU, 0.0f, 0},  {"abs", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"abs", NORM_PRE, ACT_GELU, 0.2f, 0},  {"abs", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"sin", NORM_PRE, ACT_GELU, 0.0f, 0},  {"sin", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"rel", NORM_PRE, ACT_GELU, 0.0f, 0},  {"rel", NORM_POST, ACT_GELU, 0.2f, 5},
-        {"t5", NORM_PRE, ACT_GELU, 0.0f, 0},   {"t5", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"alibi", NORM_PRE, ACT_GELU, 0.0f, 0}, {"alibi", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"rope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"rope", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"cope", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 3},
-    };
-    return cr_make_param_array(ModelCase, cases, sizeof cases / sizeof cases[0]);
+    static ModelCase cases[2 * MAX_PES + N_EXTRA];
+    int n = 0;
+    if (pe_count() > MAX_PES) {
+        fprintf(stderr, "test_model_grad.c: %d encodings, raise MAX_PES\n", pe_count());
+        abort();
+    }
+    for (int i = 0; i < pe_count(); i++) {
+        ModelCase pre = {.norm = NORM_PRE, .act = ACT_GELU};
+        ModelCase post = {.norm = NORM_POST, .act = ACT_GELU, .dropout = 0.2f, .npos = 5};
+        snprintf(pre.pe, sizeof pre.pe, "%s", pe_at(i)->name);
+        snprintf(post.pe, sizeof post.pe, "%s", pe_at(i)->name);
+        cases[n++] = pre, cases[n++] = post;
+    }
+    for (int i = 0; i < N_EXTRA; i++) cases[n++] = extra_cases[i];
+    return cr_make_param_array(ModelCase, cases, n);
 }
 
 ParameterizedTest(ModelCase *mc, model, whole_model_backward_matches_finite_differences) {
