@@ -27,7 +27,7 @@ LDLIBS  += $(PKG_RPATH) $(filter -L%,$(PKG_LIBS)) -lhdf5_hl $(PKG_LIBS) -lm
 BUILD   ?= build
 
 # Everything but the programs' main files is the pelab library.
-LIB_SRC  := $(wildcard model/*.c tasks/*.c data/*.c) \
+LIB_SRC  := $(wildcard common/*.c model/*.c tasks/*.c data/*.c) \
             $(filter-out train/main.c train/eval_main.c,$(wildcard train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)

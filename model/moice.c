@@ -34,6 +34,16 @@ static int bases_error(char *err, size_t errlen, const char *text, const char *w
     return -1;
 }
 
+const Option moice_options[] = {
+    {"moice-bases", "LIST", KIND_BASES, 0, SCOPE_MOICE,
+     .help = "rope bases to mix, the first = --rope-base; short, official or none"},
+    {"moice-topk", "K", KIND_INT, offsetof(MoICEOptions, top_k), SCOPE_MOICE, 1, MOICE_MAX_BASES,
+     .help = "bases kept per token and head (router weights renormalised)"},
+    {"moice-aux", "X", KIND_FLOAT, offsetof(MoICEOptions, aux_weight), SCOPE_MOICE, 0, INFINITY,
+     .help = "weight of the load-balancing loss in the objective"},
+};
+const int moice_n_options = sizeof moice_options / sizeof moice_options[0];
+
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err,
                       size_t errlen) {
     memset(o->bases, 0, sizeof o->bases);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "../common/option.h"
 #include "../model/rng.h"
 
 // kvret: the position of the queried pair in training sequences (tasks/kvret.c defines them).
@@ -78,6 +79,9 @@ typedef struct {
 typedef struct Task {
     const char *name;
     const char *summary;
+    // The task's command-line options, offsets into TaskOptions (NULL, 0: none).
+    const Option *options;
+    int n_options;
     int vocab_size;
     const char *const *token_names;  // [vocab_size], for printing sequences
     const Preset *presets;           // the first one is the default

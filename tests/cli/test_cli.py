@@ -126,10 +126,14 @@ def test_bad_input_gives_one_line_and_exit_2(files, args, fragment):
 
 
 def table_flags():
-    """The flag names of the table in train/cli.c, so that a new flag cannot miss --help."""
-    source = (ROOT / "train" / "cli.c").read_text()
-    table = source[source.index("static const Flag flags[]"):source.index("#define N_FLAGS")]
-    return re.findall(r'^\s*\{"([a-z0-9-]+)",', table, flags=re.M)
+    """The flag names of every option table (train/cli.c and the rows each encoding, task and
+    MoICE declare in their own files), so that a new flag cannot miss --help."""
+    names = []
+    for path in sorted([ROOT / "train" / "cli.c", *(ROOT / "model").glob("*.c"),
+                        *(ROOT / "tasks").glob("*.c")]):
+        names += re.findall(r'^\s*\{"([a-z0-9-]+)", (?:"[^"]*"|NULL), KIND_', path.read_text(),
+                            flags=re.M)
+    return names
 
 
 def test_help_lists_every_flag_with_its_default():
