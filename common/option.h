@@ -38,6 +38,9 @@ typedef struct {
     const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
     const char *help;
     const char *default_text;    // shown instead of the value where the default is derived
+    // 1: bin/eval may set it on a checkpoint, because it changes only the evaluation splits
+    // (an integer option of a task).
+    int eval;
 } Option;
 
 #endif

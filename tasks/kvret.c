@@ -217,7 +217,8 @@ static const Option kvret_options[] = {
      .help = "kvret: key-value pairs per training sequence"},
     {"kv-eval-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_eval_pairs), SCOPE_TASK, 0,
      KV_MAX_PAIRS,
-     .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)"},
+     .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)",
+     .eval = 1},
     {"kv-keys", "N", KIND_INT, offsetof(TaskOptions, kv_keys), SCOPE_TASK, 1, KV_MAX_PAIRS,
      .help = "kvret: key symbols in use (the first N); at least the pairs of every split"},
     {"kv-min-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_min_pairs), SCOPE_TASK, 0,
@@ -231,7 +232,8 @@ static const Option kvret_options[] = {
      SCOPE_TASK, .choices = kv_positions_names,
      .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
     {"position-bins", "B", KIND_INT, offsetof(TaskOptions, position_bins), SCOPE_TASK, 3,
-     TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)"},
+     TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)",
+     .eval = 1},
 };
 
 const Task task_kvret = {
