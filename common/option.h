@@ -38,6 +38,9 @@ typedef struct {
     const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
     const char *help;
     const char *default_text;    // shown instead of the value where the default is derived
+    // 1: checkpoints written before the option existed lack it in their config; they read as
+    // the built-in value, which is what the module did before the option existed.
+    int added_later;
     // 1: bin/eval may set it on a checkpoint, because it changes only the evaluation splits
     // (an integer option of a task).
     int eval;

@@ -5,7 +5,7 @@
 
 extern const Task task_flipflop, task_kvret, task_selcopy, task_counting;
 
-static const Task *const task_table[] = {&task_flipflop, &task_selcopy, &task_kvret,
+static const Task *const task_table[] = {&task_flipflop, &task_kvret, &task_selcopy,
                                          &task_counting};
 
 #define TASK_COUNT (sizeof task_table / sizeof task_table[0])
