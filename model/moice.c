@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "../common/rng.h"
 
 // ----------------------------------------------------------------------------------------------
 // options

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "../common/option.h"
-#include "../model/rng.h"
+#include "../common/rng.h"
 
 // kvret: the position of the queried pair in training sequences (tasks/kvret.c defines them).
 typedef enum { KV_UNIFORM = 0, KV_ENDS = 1 } KvPositions;

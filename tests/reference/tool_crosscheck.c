@@ -39,7 +39,7 @@
 #include "../../model/gpt.h"
 #include "../../model/moice.h"
 #include "../../model/mspoe.h"
-#include "../../model/rng.h"
+#include "../../common/rng.h"
 #include "../../train/adamw.h"
 #include "../../train/checkpoint.h"
 #include "../../train/config.h"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../../model/gpt.h"
-#include "../../model/rng.h"
+#include "../../common/rng.h"
 #include "../../train/adamw.h"
 #include "../../train/checkpoint.h"
 #include "../../train/config.h"

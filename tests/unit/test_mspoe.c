@@ -12,7 +12,7 @@
 #include "../../model/gpt.h"
 #include "../../model/layers.h"
 #include "../../model/mspoe.h"
-#include "../../model/rng.h"
+#include "../../common/rng.h"
 
 static GPTConfig rope_config(int n_layer, int n_embd, int n_head, int seq_len) {
     return (GPTConfig){.vocab_size = 7, .seq_len = seq_len, .n_layer = n_layer, .n_embd = n_embd,
