@@ -74,3 +74,15 @@ def registry(kind):
         names.append(line.split()[0])
     assert names, f"no names under {title!r} in bin/train --help"
     return names
+
+
+def assert_refused(done, fragment, unused=None):
+    """Bad input: exit status 2, nothing on stdout, ONE line on stderr containing fragment (the
+    problem and, where there is one, the fix), and no output folder `unused` created."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert fragment in lines[0], lines[0]
+    assert unused is None or not unused.exists(), f"a bad command created {unused}"
+    return lines[0]
