@@ -1,5 +1,5 @@
 // bin/crosscheck: runs a small random GPT through three training steps and dumps everything the
-// PyTorch reference (tests/reference.py) needs to check it; tests/test_crosscheck.py drives it.
+// PyTorch reference (tests/reference/reference.py) needs to check it; tests/reference/test_crosscheck.py drives it.
 //
 //   bin/crosscheck --pe abs --norm pre --act gelu --out DIR [--layers 2 --dim 32 --heads 4
 //                  --ffn 4*dim --seq-len 16 --batch 3 --vocab 7 --seed 1 --rope-base 10000
@@ -35,14 +35,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_common.h"
-#include "../model/gpt.h"
-#include "../model/moice.h"
-#include "../model/mspoe.h"
-#include "../model/rng.h"
-#include "../train/adamw.h"
-#include "../train/checkpoint.h"
-#include "../train/config.h"
+#include "../tool_common.h"
+#include "../../model/gpt.h"
+#include "../../model/moice.h"
+#include "../../model/mspoe.h"
+#include "../../common/rng.h"
+#include "../../train/adamw.h"
+#include "../../train/checkpoint.h"
+#include "../../train/config.h"
 
 #define N_STEPS 3
 #define MSPOE_QUERY_GAIN 8.0f
@@ -60,7 +60,6 @@ typedef struct {
     TrainableSet train_only;
 } Args;
 
-const char *tool_name = "crosscheck";
 
 static const char *usage =
     "usage: bin/crosscheck --pe NAME --norm pre|post --act gelu|relu --out DIR\n"
@@ -72,7 +71,7 @@ static const char *usage =
 static TrainableSet parse_train_only(const char *v) {
     if (strcmp(v, "all") == 0) return TRAIN_ALL;
     if (strcmp(v, "routers") == 0) return TRAIN_ROUTERS;
-    die("--train-only must be all or routers, got %s", v);
+    die(1, "--train-only must be all or routers, got %s", v);
     return TRAIN_ALL;
 }
 
@@ -87,7 +86,7 @@ static Args parse_args(int argc, char **argv) {
             fputs(usage, stdout);
             exit(0);
         }
-        if (i + 1 >= argc) die("%s needs a value", f);
+        if (i + 1 >= argc) die(1, "%s needs a value", f);
         const char *v = argv[++i];
         if (strcmp(f, "--pe") == 0) a.pe = v;
         else if (strcmp(f, "--norm") == 0) a.norm = v;
@@ -105,21 +104,21 @@ static Args parse_args(int argc, char **argv) {
         else if (strcmp(f, "--rel-npos") == 0) a.pe_opt.rel_npos = (int)parse_int(f, v, 0);
         else if (strcmp(f, "--cope-npos") == 0) a.pe_opt.cope_npos = (int)parse_int(f, v, 0);
         else if (strcmp(f, "--mspoe") == 0) {
-            if (mspoe_parse_ratios(v, &a.mspoe_cfg, err, sizeof err)) die("%s", err);
+            if (mspoe_parse_ratios(v, &a.mspoe_cfg, err, sizeof err)) die(1, "%s", err);
             a.mspoe = 1;
         } else if (strcmp(f, "--mspoe-skip") == 0) a.mspoe_cfg.skip_layers = (int)parse_int(f, v, 0);
         else if (strcmp(f, "--mspoe-order") == 0) {
             if (strcmp(v, "score") == 0) a.mspoe_cfg.order = MSPOE_ORDER_SCORE;
             else if (strcmp(v, "plain") == 0) a.mspoe_cfg.order = MSPOE_ORDER_PLAIN;
-            else die("--mspoe-order must be score or plain, got %s", v);
+            else die(1, "--mspoe-order must be score or plain, got %s", v);
         }
         else if (strcmp(f, "--moice-bases") == 0) a.moice_bases = v;
         else if (strcmp(f, "--moice-topk") == 0) a.moice_topk = (int)parse_int(f, v, 1);
         else if (strcmp(f, "--moice-aux") == 0) a.moice_aux = parse_float(f, v, 0.0f);
         else if (strcmp(f, "--train-only") == 0) a.train_only = parse_train_only(v);
-        else die("unknown flag %s; see --help", f);
+        else die(1, "unknown flag %s; see --help", f);
     }
-    if (!a.pe || !a.norm || !a.act || !a.out) die("--pe, --norm, --act and --out are required\n%s", usage);
+    if (!a.pe || !a.norm || !a.act || !a.out) die(1, "--pe, --norm, --act and --out are required\n%s", usage);
     if (!a.ffn) a.ffn = 4 * a.dim;
     return a;
 }
@@ -128,12 +127,12 @@ static Args parse_args(int argc, char **argv) {
 // HDF5 output
 
 static void check_h5(herr_t status, const char *what) {
-    if (status < 0) die("HDF5 failed to write %s", what);
+    if (status < 0) die(1, "HDF5 failed to write %s", what);
 }
 
 static hid_t make_group(hid_t parent, const char *name) {
     hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) die("HDF5 failed to create group %s", name);
+    if (g < 0) die(1, "HDF5 failed to create group %s", name);
     return g;
 }
 
@@ -167,7 +166,7 @@ static void draw_batch(Rng *rng, int B, int T, int V, int32_t *inputs, int32_t *
 // with its last real position scored, so every sequence ranks its heads at another row.
 static void dump_mspoe(GPT *model, const Args *a, Rng *rng, int32_t *inputs, int32_t *targets) {
     char err[256];
-    if (mspoe_enable(model, &a->mspoe_cfg, err, sizeof err) != 0) die("%s", err);
+    if (mspoe_enable(model, &a->mspoe_cfg, err, sizeof err) != 0) die(1, "%s", err);
     int B = a->batch, T = a->seq_len, L = a->layers, H = a->heads, V = a->vocab;
     draw_batch(rng, B, T, V, inputs, targets);
     for (int b = 0; b < B; b++) {
@@ -180,7 +179,7 @@ static void dump_mspoe(GPT *model, const Args *a, Rng *rng, int32_t *inputs, int
     }
     float loss = gpt_forward(model, inputs, targets, B, T, 0, 0);
     double *ratios = calloc((size_t)L * B * H, sizeof(double));
-    if (!ratios) die("out of memory for the ratios");
+    if (!ratios) die(1, "out of memory for the ratios");
     for (int l = 0; l < L; l++)
         if (mspoe_layer_ratios(model, l))
             memcpy(ratios + (size_t)l * B * H, mspoe_layer_ratios(model, l), (size_t)B * H * sizeof(double));
@@ -188,7 +187,7 @@ static void dump_mspoe(GPT *model, const Args *a, Rng *rng, int32_t *inputs, int
     char path[4096];
     snprintf(path, sizeof path, "%s/dump.h5", a->out);
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) die("cannot create %s", path);
+    if (file < 0) die(1, "cannot create %s", path);
     hid_t g = make_group(file, "mspoe");
     hsize_t dims[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)V};
     check_h5(H5LTmake_dataset_int(g, "inputs", 2, dims, inputs), "inputs");
@@ -211,6 +210,7 @@ static void dump_mspoe(GPT *model, const Args *a, Rng *rng, int32_t *inputs, int
 }
 
 int main(int argc, char **argv) {
+    program_name = "crosscheck";
     Args a = parse_args(argc, argv);
     GPTConfig cfg = {.vocab_size = a.vocab, .seq_len = a.seq_len, .n_layer = a.layers,
                      .n_embd = a.dim, .n_head = a.heads, .ffn_dim = a.ffn, .dropout = 0.0f,
@@ -219,20 +219,20 @@ int main(int argc, char **argv) {
                      .moice = {.top_k = a.moice_topk, .aux_weight = a.moice_aux}};
     char err[256];
     if (moice_parse_bases(&cfg.moice, a.moice_bases, a.pe_opt.rope_base, err, sizeof err) != 0)
-        die("%s", err);
-    if (!cfg.pe) die("unknown --pe %s; known: %s", a.pe, pe_names());
+        die(1, "%s", err);
+    if (!cfg.pe) die(1, "unknown --pe %s; known: %s", a.pe, pe_names());
     if (strcmp(a.norm, "pre") == 0) cfg.norm = NORM_PRE;
     else if (strcmp(a.norm, "post") == 0) cfg.norm = NORM_POST;
-    else die("--norm must be pre or post, got %s", a.norm);
+    else die(1, "--norm must be pre or post, got %s", a.norm);
     if (strcmp(a.act, "gelu") == 0) cfg.act = ACT_GELU;
     else if (strcmp(a.act, "relu") == 0) cfg.act = ACT_RELU;
-    else die("--act must be gelu or relu, got %s", a.act);
+    else die(1, "--act must be gelu or relu, got %s", a.act);
     const char *bad = gpt_config_check(&cfg);
-    if (bad) die("%s", bad);
-    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", a.out, strerror(errno));
+    if (bad) die(1, "%s", bad);
+    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) die(1, "cannot create %s: %s", a.out, strerror(errno));
 
     GPT model;
-    if (gpt_build(&model, &cfg, a.batch, err, sizeof err) != 0) die("%s", err);
+    if (gpt_build(&model, &cfg, a.batch, err, sizeof err) != 0) die(1, "%s", err);
     gpt_set_trainable(&model, a.train_only);
     gpt_init(&model, (uint64_t)a.seed);
     // gpt_init's N(0, 0.02) weights leave attention nearly uniform, and its zero biases and
@@ -257,12 +257,12 @@ int main(int argc, char **argv) {
     cJSON_AddItemToObject(json, "model", gpt_config_to_json(&cfg));
     char *config_json = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
-    if (!config_json) die("out of memory for the config");
-    if (checkpoint_save(path, &model, NULL, config_json, NULL, err, sizeof err) != 0) die("%s", err);
+    if (!config_json) die(1, "out of memory for the config");
+    if (checkpoint_save(path, &model, NULL, config_json, NULL, err, sizeof err) != 0) die(1, "%s", err);
     free(config_json);
     int32_t *inputs = malloc(sizeof(int32_t) * a.batch * a.seq_len);
     int32_t *targets = malloc(sizeof(int32_t) * a.batch * a.seq_len);
-    if (!inputs || !targets) die("out of memory for the batch");
+    if (!inputs || !targets) die(1, "out of memory for the batch");
     if (a.mspoe) {
         dump_mspoe(&model, &a, &rng, inputs, targets);
         free(inputs);
@@ -273,7 +273,7 @@ int main(int argc, char **argv) {
 
     snprintf(path, sizeof path, "%s/dump.h5", a.out);
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) die("cannot create %s", path);
+    if (file < 0) die(1, "cannot create %s", path);
     // A large lr makes the updates large against the float32 rounding of the parameters.
     const float lr = 1e-2f;
     AdamWConfig ocfg = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
@@ -284,7 +284,7 @@ int main(int argc, char **argv) {
     set_attr_float(file, "/", "weight_decay", ocfg.weight_decay);
 
     AdamW opt;
-    if (adamw_init(&opt, &model) != 0) die("out of memory for the optimiser");
+    if (adamw_init(&opt, &model) != 0) die(1, "out of memory for the optimiser");
     float first_loss = 0.0f, first_norm = 0.0f;
     for (int step = 1; step <= N_STEPS; step++) {
         int B = step == 2 ? a.batch - 1 : a.batch;

@@ -1,4 +1,4 @@
-"""MoICE in bin/train: router-only fine-tuning of a rope checkpoint (SPEC section 4).
+"""MoICE in bin/train: router-only fine-tuning of a rope checkpoint (docs/design.md).
 
 A tiny rope model trains a few steps; `--init` it with `--moice-bases --train-only routers`:
 - every tensor but the routers is bit for bit the rope checkpoint's, and the optimiser state
@@ -6,7 +6,7 @@ A tiny rope model trains a few steps; `--init` it with `--moice-bases --train-on
 - the checkpoint's config carries the MoICE options and the trainable set, so the PyTorch
   reference rebuilds the MoICE model from it (strict load: the routers are there), and
   --resume continues router-only training bit for bit like an uninterrupted run;
-- bad MoICE input ends with one line and exit status 2 (the table of tests/test_cli.py).
+- bad MoICE input ends with one line and exit status 2 (the table of tests/cli/test_cli.py).
 """
 import json
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from reference import GPT
-from test_cli import assert_same_checkpoint, train
+from harness import assert_refused, assert_same_checkpoint, train
 
 BASE = ["--pe", "rope", "--lr", "0.003", "--layers", "2", "--dim", "16", "--heads", "2",
         "--seq-len", "16", "--batch", "8", "--eval-seqs", "8", "--threads", "2",
@@ -116,10 +116,7 @@ BAD_MOICE = [
 @pytest.mark.parametrize("args,message", BAD_MOICE)
 def test_bad_moice_input_names_the_problem(args, message, tmp_path):
     done = train(*BASE, "--steps", "2", *args, "--out", tmp_path / "run")
-    assert done.returncode == 2, done.stdout
-    assert done.stdout == ""
-    assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
-    assert not (tmp_path / "run").exists()
+    assert_refused(done, message, tmp_path / "run")
 
 
 def test_resume_keeps_the_moice_options(runs):

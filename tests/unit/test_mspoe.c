@@ -1,7 +1,7 @@
 // Ms-PoE (model/mspoe.c) on hand-checkable cases: ratios of 1 change no bit of rope, the plain
 // order gives the documented ratios, the position-awareness score and the head ranking do what
 // model/mspoe.h says on constructed attention rows, and the whole hook ranks the heads at each
-// sequence's last scored row and rotates by t / r. tests/test_crosscheck.py compares the whole
+// sequence's last scored row and rotates by t / r. tests/reference/test_crosscheck.py compares the whole
 // forward with the PyTorch reference.
 #include <criterion/criterion.h>
 #include <math.h>
@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/gpt.h"
-#include "../model/layers.h"
-#include "../model/mspoe.h"
-#include "../model/rng.h"
+#include "../../model/gpt.h"
+#include "../../model/layers.h"
+#include "../../model/mspoe.h"
+#include "../../common/rng.h"
 
 static GPTConfig rope_config(int n_layer, int n_embd, int n_head, int seq_len) {
     return (GPTConfig){.vocab_size = 7, .seq_len = seq_len, .n_layer = n_layer, .n_embd = n_embd,

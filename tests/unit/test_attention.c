@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/layers.h"
+#include "../../model/layers.h"
 #include "gradcheck.h"
 
 #define TOL 5e-3

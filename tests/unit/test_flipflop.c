@@ -1,11 +1,11 @@
-// Properties of the Flip-Flop generator (SPEC section 5): the grammar of a sequence, the memory
+// Properties of the Flip-Flop generator (docs/tasks.md): the grammar of a sequence, the memory
 // semantics of reads, which targets are scored, the instruction mix of every split, determinism
 // and the validation of the options.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
 
-#include "../tasks/task.h"
+#include "../../tasks/task.h"
 
 enum { W = 0, R = 1, I = 2, B0 = 3, B1 = 4 };
 

@@ -12,7 +12,7 @@ work keeps the cores busy, OpenMP's default spin-waiting loses whole time slices
 barrier; OMP_WAIT_POLICY=passive (passed on to both sides) then gives steadier figures.
 The figures are printed, nothing is asserted: timings belong in a benchmark, not in a test.
 
-    /usr/bin/python3 tests/bench.py [--runs flipflop:classroom counting:paper] [--pes abs cope]
+    /usr/bin/python3 tests/bench/bench.py [--runs flipflop:classroom counting:paper] [--pes abs cope]
                                     [--steps N] [--torch-threads 1 2]
 """
 import argparse
@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bin" / "bench"
 
 # Timed steps per preset (after warmup): a few seconds per measurement on 2 cores.
@@ -38,7 +38,7 @@ def torch_worker(args):
     batch that bin/bench used (JSON on stdin) and prints JSON."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "reference"))
     from reference import GPT, adamw_step, make_adamw
 
     torch.set_num_threads(args.threads)
@@ -102,7 +102,7 @@ def measure(task, preset, pe, steps, torch_threads):
 
 ALL_PES = ["none", "abs", "sin", "rel", "t5", "alibi", "rope", "cope"]
 # What `make bench` measures by default: every encoding at classroom size, and at the published
-# sizes the encodings the SPEC names a figure for (Flip-Flop; the official CoPE trainer's
+# sizes the encodings with a published figure to compare with (Flip-Flop; the official CoPE trainer's
 # counting config, abs/rel/cope).
 DEFAULT_RUNS = [("flipflop:classroom", ALL_PES), ("flipflop:paper", ["abs", "rope", "cope"]),
                 ("counting:paper", ["abs", "rel", "cope"])]

@@ -12,25 +12,16 @@
 Models are tiny (width 16) and runs a few steps, so the module takes seconds.
 """
 import json
-import os
-import pathlib
 import re
-import subprocess
 
 import h5py
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import assert_refused, registry, train
+
 TINY = ["--pe", "rope", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "4",
         "--eval-seqs", "8", "--threads", "1", "--lr", "0.001"]
-
-
-def train(*args, timeout=120):
-    return subprocess.run([str(TRAIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
 
 
 def config_of(checkpoint):
@@ -80,12 +71,7 @@ BAD = [
 @pytest.mark.parametrize("args,fragment", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_task_options(tmp_path, args, fragment):
     done = train(*TINY, "--out", tmp_path / "unused", *args)
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert fragment in lines[0]
-    assert not (tmp_path / "unused").exists()
+    assert_refused(done, fragment, tmp_path / "unused")
 
 
 KVRET = [*TINY, "--task", "kvret", "--kv-pairs", "12", "--position-bins", "4",
@@ -227,3 +213,19 @@ def test_a_kvret_checkpoint_from_before_later_options_resumes_as_it_ran(tmp_path
     assert (task["kv_keys"], task["kv_queries"], task["kv_min_pairs"]) == (128, 1, 0)
     assert model["init_std"] == model["emb_std"] == 0.02
     assert re.search(r"^in\s+10 pairs, 1 query .*\s8\s", done.stdout, re.M), done.stdout
+
+
+@pytest.mark.parametrize("task", registry("task"))
+def test_every_registered_task_writes_its_evaluation_splits(tmp_path, task):
+    """Each task of the registry, with its first preset, writes its sets to a dataset file: the
+    task's name, every split it lists, each with at least one scored target per sequence."""
+    data = tmp_path / "data.h5"
+    done = train("--task", task, "--eval-seqs", "4", "--write-data", data, "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    with h5py.File(data, "r") as f:
+        assert f.attrs["task"].decode() == task
+        splits = f.attrs["splits"].decode().split(",")
+        assert splits and all(s in f for s in splits)
+        for s in splits:
+            assert f[s]["tokens"].shape[0] > 0, s
+            assert np.all(f[s]["score_mask"][()].any(axis=1)), f"{s}: a sequence scores nothing"

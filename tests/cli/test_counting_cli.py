@@ -11,24 +11,15 @@
 Models are tiny (width 16) and runs a few steps, so the module takes seconds.
 """
 import json
-import os
-import pathlib
 import re
-import subprocess
 
 import h5py
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import assert_refused, train
+
 TINY = ["--pe", "cope", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "4",
         "--threads", "1", "--lr", "0.001"]
-
-
-def train(*args, timeout=120):
-    return subprocess.run([str(TRAIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
 
 
 BAD = [
@@ -44,12 +35,7 @@ BAD = [
 @pytest.mark.parametrize("args,fragment", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_counting_options(tmp_path, args, fragment):
     done = train(*TINY, "--task", "counting", "--out", tmp_path / "unused", *args)
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert fragment in lines[0]
-    assert not (tmp_path / "unused").exists()
+    assert_refused(done, fragment, tmp_path / "unused")
 
 
 def defaults_in_help(*args):

@@ -9,8 +9,6 @@
 - Bad files and impossible combinations end with exit 2 and one line naming the problem and fix.
 """
 import json
-import os
-import pathlib
 import re
 import subprocess
 
@@ -18,17 +16,13 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import ENV, EVAL, FIXTURES, ROOT, assert_refused, assert_same, train
+
+FIXTURE = FIXTURES / "counting"
+
 
 TINY = ["--task", "kvret", "--kv-pairs", "10", "--pe", "rope", "--layers", "1", "--dim", "16", "--heads", "2",
         "--batch", "8", "--eval-seqs", "16", "--threads", "2", "--dropout", "0.1"]
-
-
-def train(*args, timeout=120):
-    return subprocess.run([str(TRAIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
 
 
 def weights(path):
@@ -39,12 +33,6 @@ def weights(path):
 def moments(path):
     with h5py.File(path, "r") as f:
         return {f"{g}/{k}": f["optim"][g][k][...] for g in ("m", "v") for k in f["optim"][g]}
-
-
-def assert_same(a, b):
-    assert a.keys() == b.keys()
-    different = [k for k in a if not np.array_equal(a[k], b[k])]
-    assert not different, different
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +117,7 @@ def test_bad_data_is_refused_with_one_line(bad_files, tmp_path, args, fragment):
     fill = {k: str(v) for k, v in bad_files.items()}
     args = [a.format(**fill) for a in args]
     done = train(*TINY, *args, "--out", tmp_path / "run")
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment.format(**fill) in lines[0], done.stderr
-    assert done.stdout == "" and not (tmp_path / "run").exists()
+    assert_refused(done, fragment.format(**fill), tmp_path / "run")
 
 
 def test_bin_eval_uses_the_file_the_run_trained_on(tmp_path):
@@ -143,7 +128,7 @@ def test_bin_eval_uses_the_file_the_run_trained_on(tmp_path):
     done = train(*TINY, "--data", small, "--steps", "5", "--eval-every", "0", "--out", run)
     assert done.returncode == 0, done.stderr
     rows = tmp_path / "rows.jsonl"
-    evaluated = subprocess.run([str(ROOT / "bin" / "eval"), str(run / "model.h5"), "--json", str(rows)],
+    evaluated = subprocess.run([str(EVAL), str(run / "model.h5"), "--json", str(rows)],
                                capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
     assert evaluated.returncode == 0, evaluated.stderr
     got = json.loads(rows.read_text().splitlines()[0])["eval"]
@@ -155,7 +140,6 @@ def test_bin_eval_uses_the_file_the_run_trained_on(tmp_path):
     assert re.search(r"^bin0\s.*\s12\s", evaluated.stdout, re.M), evaluated.stdout
 
 
-FIXTURE = ROOT / "tests" / "fixtures" / "counting"
 COUNT = ["--task", "counting", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "2", "--threads", "1"]
 
 
@@ -183,7 +167,4 @@ def test_a_bad_json_lines_file_is_refused_with_one_line(tmp_path, file, text, fr
         (folder / name).write_text((FIXTURE / name).read_text())
     (folder / file).write_text(text)
     done = train(*COUNT, "--data", folder, "--steps", "2", "--out", tmp_path / "run")
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], done.stderr
-    assert not (tmp_path / "run").exists()
+    assert_refused(done, fragment, tmp_path / "run")

@@ -2,20 +2,20 @@
 // positional encoding and norm placement, with and without dropout. The MLP uses gelu here:
 // with hundreds of relu units some always sit within a step of their kink, where differences
 // mean nothing; relu's derivative has its own layer check, and relu models are compared
-// exactly against PyTorch autograd (tests/test_crosscheck.py).
+// exactly against PyTorch autograd (tests/reference/test_crosscheck.py).
 //
 // MoICE models are checked on their objective (cross-entropy + aux_weight * load-balancing
 // loss) with K = N. A top-K choice with K < N is a step function of the weights: across a
 // model's hundreds of routings some always sit within a difference step of a tie, where the
 // difference measures the jump rather than the gradient. The top-K renormalisation and the
-// loss's gradient are checked on the router alone (tests/test_moice.c), where the routings are
+// loss's gradient are checked on the router alone (tests/unit/test_moice.c), where the routings are
 // kept clear of ties, and the whole K < N model against PyTorch autograd.
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../model/gpt.h"
+#include "../../model/gpt.h"
 #include "gradcheck.h"
 
 typedef struct {
@@ -109,21 +109,35 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
     gpt_free(&model);
 }
 
+// Every encoding of the registry (model/pe_table.c), so that a new one is checked without a
+// line here: pre-norm without dropout, and post-norm with dropout and tables of 5 rows (rel,
+// cope: distances and positions clamp). Then the variants that need their own case.
+static const ModelCase extra_cases[] = {
+    {"none", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f}, {"abs", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
+    {"abs", NORM_PRE, ACT_GELU, 0.2f, 0, 0.0f},   {"alibi", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
+    {"cope", NORM_PRE, ACT_GELU, 0.0f, 3, 0.0f},
+    // dropout after the MLP activation (--ffn-dropout), alone and with the other dropouts
+    {"abs", NORM_POST, ACT_GELU, 0.1f, 0, 0.3f}, {"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.3f},
+};
+#define N_EXTRA (int)(sizeof extra_cases / sizeof extra_cases[0])
+#define MAX_PES 32
+
 ParameterizedTestParameters(model, whole_model_backward_matches_finite_differences) {
-    static ModelCase cases[] = {
-        {"none", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"none", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
-        {"abs", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"abs", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
-        {"abs", NORM_PRE, ACT_GELU, 0.2f, 0, 0.0f},  {"abs", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
-        {"sin", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"sin", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
-        {"rel", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"rel", NORM_POST, ACT_GELU, 0.2f, 5, 0.0f},
-        {"t5", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},   {"t5", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
-        {"alibi", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"alibi", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
-        {"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"rope", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"cope", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 3, 0.0f},
-        {"abs", NORM_POST, ACT_GELU, 0.1f, 0, 0.3f},  {"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.3f},
-    };
-    return cr_make_param_array(ModelCase, cases, sizeof cases / sizeof cases[0]);
+    static ModelCase cases[2 * MAX_PES + N_EXTRA];
+    int n = 0;
+    if (pe_count() > MAX_PES) {
+        fprintf(stderr, "test_model_grad.c: %d encodings, raise MAX_PES\n", pe_count());
+        abort();
+    }
+    for (int i = 0; i < pe_count(); i++) {
+        ModelCase pre = {.norm = NORM_PRE, .act = ACT_GELU};
+        ModelCase post = {.norm = NORM_POST, .act = ACT_GELU, .dropout = 0.2f, .npos = 5};
+        snprintf(pre.pe, sizeof pre.pe, "%s", pe_at(i)->name);
+        snprintf(post.pe, sizeof post.pe, "%s", pe_at(i)->name);
+        cases[n++] = pre, cases[n++] = post;
+    }
+    for (int i = 0; i < N_EXTRA; i++) cases[n++] = extra_cases[i];
+    return cr_make_param_array(ModelCase, cases, n);
 }
 
 ParameterizedTest(ModelCase *mc, model, whole_model_backward_matches_finite_differences) {

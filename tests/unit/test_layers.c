@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/layers.h"
+#include "../../model/layers.h"
 #include "gradcheck.h"
 
 // Relative error bound for float32 central differences with h = 1e-2 on O(1) inputs: rounding

@@ -1,4 +1,4 @@
-// Properties of the key-value retrieval generator (SPEC section 5): the grammar of a sequence,
+// Properties of the key-value retrieval generator (docs/tasks.md): the grammar of a sequence,
 // distinct keys, the answer being the queried key's value and the only scored token, the
 // queried pair landing in the requested bin, the training position distributions, the layout
 // of splits and lengths, determinism and the validation of the options; and the position-sweep
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tasks/task.h"
+#include "../../tasks/task.h"
 #include "task_checks.h"
-#include "../train/evaluate.h"
+#include "../../train/evaluate.h"
 
 #define MAX_LEN (2 * KV_MAX_PAIRS + 1 + 2 * KV_MAX_QUERIES)
 

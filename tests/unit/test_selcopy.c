@@ -1,4 +1,4 @@
-// Properties of the selective-copy generator (SPEC section 5): the prefix holds exactly n_data
+// Properties of the selective-copy generator (docs/tasks.md): the prefix holds exactly n_data
 // data tokens among the split's number of blanks, the copied tokens after the separator are the
 // data tokens in order and are exactly the scored targets, the split lengths, uniform scattering,
 // determinism and the validation of the options.
@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../tasks/task.h"
+#include "../../tasks/task.h"
 #include "task_checks.h"
 
 #define MAX_LEN 4096

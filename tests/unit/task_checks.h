@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tasks/task.h"
+#include "../../tasks/task.h"
 
 // Same seed, same sequences on the training stream and on every split; another seed, others.
 static inline void check_deterministic_for_a_seed(const Task *task, const TaskOptions *opt) {

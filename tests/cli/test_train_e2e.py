@@ -10,15 +10,14 @@ is five times the worst seed, yet an order of magnitude below the plateau: a mod
 learn the task cannot pass, and a harmless change of the random streams does not break it.
 """
 import json
-import pathlib
 import re
 import subprocess
 
 import h5py
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
+from harness import ROOT, TRAIN
+
 PLOT = ROOT / "train" / "plot_metrics.py"
 
 RUN = ["--task", "flipflop", "--pe", "abs", "--layers", "2", "--dim", "32", "--heads", "2",

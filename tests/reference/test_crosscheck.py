@@ -1,4 +1,4 @@
-"""Whole-model cross-check of the C GPT against PyTorch autograd (SPEC section 7).
+"""Whole-model cross-check of the C GPT against PyTorch autograd (docs/testing.md).
 
 bin/crosscheck builds a small random model, saves it with the real checkpoint writer, runs three
 training steps and dumps logits, loss, gradients and updated parameters (see the tool's header).
@@ -21,7 +21,7 @@ ln1 and the qkv bias by 2.4e-4 of their largest entry on an AVX-512 machine. For
 positions every choice of sides is tried and the best kept (backward_at_kinks), so the
 tolerance stays 1e-4 and a real bug still fails.
 
-Ms-PoE (SPEC section 4) has no backward: its configs compare one forward (logits, loss) of
+Ms-PoE (docs/design.md) has no backward: its configs compare one forward (logits, loss) of
 right-padded sequences of different lengths, and the ratio every layer gave every sequence's
 heads, which must be the reference's exactly (the same ranks give the same double arithmetic).
 The score order compares float32 softmax weights with 3x their mean where the reference uses
@@ -37,18 +37,16 @@ turns that into an update of up to lr in a random direction.
 """
 import itertools
 import json
-import pathlib
 import subprocess
 
 import h5py
 import numpy as np
 import pytest
-import torch  # a missing torch must fail the suite, not skip it (SPEC section 7)
+import torch  # a missing torch must fail the suite, not skip it
 
-from reference import GPT, MsPoE, adamw_step, decays, make_adamw
+from reference import PE_CLASSES, GPT, MsPoE, adamw_step, decays, make_adamw
+from harness import CROSSCHECK as TOOL, registry
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TOOL = ROOT / "bin" / "crosscheck"
 
 LOGIT_TOL = 1e-5
 GRAD_TOL = 1e-4
@@ -56,20 +54,12 @@ GRAD_TOL = 1e-4
 # so the C update itself carries up to ~1e-5 relative error (measured: 7e-6).
 UPDATE_TOL = 1e-4
 
-# Every positional encoding of the C model, with the tool flags of the variant to check: a
-# new encoding (or a variant of one) is one entry. rel and cope are also checked with tables
-# short enough that distances and positions clamp to the last row.
-PES = [
-    ("none", []),
-    ("abs", []),
-    ("sin", []),
-    ("rel", []),
+# Every encoding of the registry as bin/train lists it, so that a new one is compared without
+# a line here (and fails until tests/reference/reference.py has its class), then variants with
+# their tool flags: rel and cope with tables short enough that distances and positions clamp.
+PES = [(pe, []) for pe in registry("pe")] + [
     ("rel", ["--rel-npos", "6"]),
-    ("t5", []),
-    ("alibi", []),
-    ("rope", []),
     ("rope", ["--rope-base", "100"]),
-    ("cope", []),
     ("cope", ["--cope-npos", "4"]),
     # MoICE: top 2 of 3 bases (spread wide so that the experts differ within 16 positions),
     # and router-only training with top 1 of 4
@@ -99,6 +89,12 @@ CONFIGS = ([(pe, flags, norm, act, "small") for pe, flags in PES for norm in ("p
            [(pe, flags, "pre", "gelu", "long") for pe, flags in PES + PRE_NORM_ONLY])
 IDS = ["-".join([pe, *[f.lstrip("-") for f in flags], norm, act, shape])
        for pe, flags, norm, act, shape in CONFIGS]
+
+
+def test_every_registered_encoding_has_a_reference():
+    missing = sorted(set(registry("pe")) - set(PE_CLASSES))
+    assert not missing, (f"encodings without a PyTorch reference: {missing}; add a class to "
+                         "tests/reference/reference.py and an entry in PE_CLASSES")
 
 
 def rel_err(c, ref):

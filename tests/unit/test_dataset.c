@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../data/dataset.h"
-#include "../data/dataset_file.h"
+#include "../../data/dataset.h"
+#include "../../data/dataset_file.h"
 
 static char dir[64], path[128];
 

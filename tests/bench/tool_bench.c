@@ -1,7 +1,7 @@
 // bin/bench: times training steps of the C model at a task preset and prints one JSON object:
-// the model config and the batch (so tests/bench.py can time the same step in PyTorch), the
+// the model config and the batch (so tests/bench/bench.py can time the same step in PyTorch), the
 // seconds of every timed step, gpt_flops_per_step() and peak memory. Steps are timed one by
-// one so that tests/bench.py can take the median: a busy machine slows some steps, not all.
+// one so that tests/bench/bench.py can take the median: a busy machine slows some steps, not all.
 //
 //   bin/bench --pe abs [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]
 //             [--threads N] [--moice-bases none|short|LIST --moice-topk 3 --train-only all]
@@ -24,15 +24,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "tool_common.h"
-#include "../model/gpt.h"
-#include "../model/moice.h"
-#include "../data/dataset.h"
-#include "../tasks/task.h"
-#include "../train/adamw.h"
-#include "../train/config.h"
+#include "../tool_common.h"
+#include "../../model/gpt.h"
+#include "../../model/moice.h"
+#include "../../data/dataset.h"
+#include "../../tasks/task.h"
+#include "../../train/adamw.h"
+#include "../../train/config.h"
 
-const char *tool_name = "bench";
 
 static double now_s(void) {
     struct timespec ts;
@@ -46,6 +45,7 @@ static const char *usage =
     "                 [--moice-topk 3] [--train-only all|routers]\n";
 
 int main(int argc, char **argv) {
+    program_name = "bench";
     const char *pe = NULL, *task_name = "flipflop", *preset_name = "classroom";
     const char *moice_bases = "none", *train_only = "all";
     long steps = 20, warmup = 2, threads = 0, moice_topk = 3;
@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
             fputs(usage, stdout);
             return 0;
         }
-        if (i + 1 >= argc) die("%s needs a value", f);
+        if (i + 1 >= argc) die(1, "%s needs a value", f);
         const char *v = argv[++i];
         if (strcmp(f, "--pe") == 0) pe = v;
         else if (strcmp(f, "--task") == 0) task_name = v;
@@ -66,13 +66,13 @@ int main(int argc, char **argv) {
         else if (strcmp(f, "--moice-bases") == 0) moice_bases = v;
         else if (strcmp(f, "--moice-topk") == 0) moice_topk = parse_int(f, v, 1);
         else if (strcmp(f, "--train-only") == 0) train_only = v;
-        else die("unknown flag %s; see --help", f);
+        else die(1, "unknown flag %s; see --help", f);
     }
-    if (!pe) die("--pe is required\n%s", usage);
+    if (!pe) die(1, "--pe is required\n%s", usage);
     const Task *task = task_find(task_name);
-    if (!task) die("unknown --task %s; known: %s", task_name, task_names());
+    if (!task) die(1, "unknown --task %s; known: %s", task_name, task_names());
     const Preset *p = task_preset(task, preset_name);
-    if (!p) die("task %s has no preset %s", task_name, preset_name);
+    if (!p) die(1, "task %s has no preset %s", task_name, preset_name);
     if (threads) omp_set_num_threads((int)threads);
 
     GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
@@ -81,18 +81,18 @@ int main(int argc, char **argv) {
                      .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
                      .norm = p->norm && strcmp(p->norm, "post") == 0 ? NORM_POST : NORM_PRE,
                      .act = p->act && strcmp(p->act, "relu") == 0 ? ACT_RELU : ACT_GELU};
-    if (!cfg.pe) die("unknown --pe %s; known: %s", pe, pe_names());
+    if (!cfg.pe) die(1, "unknown --pe %s; known: %s", pe, pe_names());
     char err[256];
     cfg.moice.top_k = (int)moice_topk;
     cfg.moice.aux_weight = 0.2f;
     if (moice_parse_bases(&cfg.moice, moice_bases, cfg.pe_opt.rope_base, err, sizeof err) != 0)
-        die("%s", err);
+        die(1, "%s", err);
     if (strcmp(train_only, "all") != 0 && strcmp(train_only, "routers") != 0)
-        die("--train-only must be all or routers, got %s", train_only);
+        die(1, "--train-only must be all or routers, got %s", train_only);
     if (strcmp(train_only, "routers") == 0 && !cfg.moice.n_bases)
-        die("--train-only routers needs MoICE; add --moice-bases");
+        die(1, "--train-only routers needs MoICE; add --moice-bases");
     const char *bad = gpt_config_check(&cfg);
-    if (bad) die("%s", bad);
+    if (bad) die(1, "%s", bad);
     TaskOptions topt = task_default_options;
     topt.seq_len = p->seq_len;
     if (p->kv_pairs) topt.kv_pairs = p->kv_pairs;
@@ -104,42 +104,42 @@ int main(int argc, char **argv) {
     if (p->count_vars) topt.count_vars = p->count_vars;
     if (p->count_statements) topt.count_statements = p->count_statements;
     bad = task->check(&topt);
-    if (bad) die("%s", bad);
+    if (bad) die(1, "%s", bad);
 
     int B = p->batch, T = p->seq_len;
     TaskLayout layout;
     task->layout(&topt, &layout);
-    if (layout.train_len > T) die("preset %s: training sequences of %d tokens exceed its context %d", preset_name, layout.train_len, T);
+    if (layout.train_len > T) die(1, "preset %s: training sequences of %d tokens exceed its context %d", preset_name, layout.train_len, T);
     long n_batches = warmup + steps;
     SequenceSet set;
     int *order;
     if (layout.train_size) {
         if (sequence_set_generate(&set, task, &topt, &layout, -1, layout.train_size, dataset_seed(-1)))
-            die("out of memory for the training set");
-        if (n_batches > batches_per_epoch(set.n, B, ORDER_POOLED)) die("--steps too many for one epoch of the training set");
+            die(1, "out of memory for the training set");
+        if (n_batches > batches_per_epoch(set.n, B, ORDER_POOLED)) die(1, "--steps too many for one epoch of the training set");
         order = malloc(sizeof(int) * set.n);
         int64_t *work = malloc(sizeof(int64_t) * set.n);
-        if (!order || !work) die("out of memory for the epoch order");
+        if (!order || !work) die(1, "out of memory for the epoch order");
         epoch_order(order, work, set.lengths, set.n, B, ORDER_POOLED, 1, 0);
         free(work);
     } else {
         // One stream batch serves every step: its values do not change the work.
-        if (sequence_set_generate(&set, task, &topt, &layout, -1, B, 1)) die("out of memory for the batch");
+        if (sequence_set_generate(&set, task, &topt, &layout, -1, B, 1)) die(1, "out of memory for the batch");
         order = malloc(sizeof(int) * B * n_batches);
-        if (!order) die("out of memory for the batches");
+        if (!order) die(1, "out of memory for the batches");
         for (long k = 0; k < B * n_batches; k++) order[k] = (int)(k % B);
     }
     GPT model;
-    if (gpt_build(&model, &cfg, B, err, sizeof err) != 0) die("%s", err);
+    if (gpt_build(&model, &cfg, B, err, sizeof err) != 0) die(1, "%s", err);
     gpt_set_trainable(&model, strcmp(train_only, "routers") == 0 ? TRAIN_ROUTERS : TRAIN_ALL);
     gpt_init(&model, 1);
     AdamW opt;
-    if (adamw_init(&opt, &model) != 0) die("out of memory for the optimiser");
+    if (adamw_init(&opt, &model) != 0) die(1, "out of memory for the optimiser");
     AdamWConfig ocfg = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     int32_t *inputs = malloc(sizeof(int32_t) * B * T * n_batches);
     int32_t *targets = malloc(sizeof(int32_t) * B * T * n_batches);
     int *lengths = malloc(sizeof(int) * n_batches), *real = malloc(sizeof(int) * n_batches);
-    if (!inputs || !targets || !lengths || !real) die("out of memory for the batches");
+    if (!inputs || !targets || !lengths || !real) die(1, "out of memory for the batches");
     for (long k = 0; k < n_batches; k++) {
         const int *rows = order + k * B;
         lengths[k] = sequence_set_batch(&set, rows, B, inputs + k * B * T, targets + k * B * T);
@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     }
 
     double *seconds = malloc(sizeof(double) * steps), *backward = malloc(sizeof(double) * steps);
-    if (!seconds || !backward) die("out of memory for the timings");
+    if (!seconds || !backward) die(1, "out of memory for the timings");
     for (long s = 0; s < warmup + steps; s++) {
         double start = now_s();
         const int32_t *in = inputs + s * B * T, *tg = targets + s * B * T;
@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
     cJSON_AddStringToObject(out, "train_only", train_only);
     cJSON_AddNumberToObject(out, "peak_rss_mib", (double)ru.ru_maxrss / 1024.0);  // KiB on Linux
     char *text = cJSON_PrintUnformatted(out);
-    if (!text) die("out of memory for the output");
+    if (!text) die(1, "out of memory for the output");
     puts(text);
     free(text);
     cJSON_Delete(out);

@@ -1,4 +1,4 @@
-// Properties of the counting generator (SPEC section 5, the official generator's semantics):
+// Properties of the counting generator (docs/tasks.md, the official generator's semantics):
 // replaying a sample's statements gives its answer, no value passes 10, statement counts lie in
 // [3, --count-statements] with the official redraw of programs that set nothing, only the answer
 // is scored, the left cut keeps the end, --count-vars is respected, determinism, the layout, the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tasks/task.h"
+#include "../../tasks/task.h"
 #include "task_checks.h"
 
 #define MAX_LEN (4 * 512 + 3)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../data/jsonl.h"
+#include "../../data/jsonl.h"
 
 #define FIXTURE "tests/fixtures/counting"
 

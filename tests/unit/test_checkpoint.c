@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../model/gpt.h"
-#include "../model/rng.h"
-#include "../train/adamw.h"
-#include "../train/checkpoint.h"
-#include "../train/config.h"
+#include "../../model/gpt.h"
+#include "../../common/rng.h"
+#include "../../train/adamw.h"
+#include "../../train/checkpoint.h"
+#include "../../train/config.h"
 
 static char dir[64];
 static char path[128];

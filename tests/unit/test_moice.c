@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/moice.h"
+#include "../../model/moice.h"
 #include "gradcheck.h"
 
 #define TOL 5e-3

@@ -1,4 +1,4 @@
-"""PyTorch reference of the pelab GPT (SPEC sections 3 and 4), for cross-checks and benchmarks.
+"""PyTorch reference of the pelab GPT (docs/design.md), for cross-checks and benchmarks.
 
 The math is exactly the C model's, and state_dict keys equal the C tensor names, so a pelab
 checkpoint loads with a few lines:
@@ -13,9 +13,9 @@ Positional encodings are small modules with up to three hooks, the same places t
 (model/pe.h) has: `embed` (a [T, C] signal added to the token embeddings), `qk` (transforms q
 and k before the dot product) and `score` (adds a term to the scaled scores before the causal
 softmax). A new encoding is one class and one entry in PE_CLASSES. They are written from the
-SPEC and the papers, not from the C code, so that the cross-check is independent.
+papers and docs/design.md, not from the C code, so that the cross-check is independent.
 
-MoICE (SPEC section 4, config key "moice") replaces a rope model's single rotation: every head
+MoICE (docs/design.md, config key "moice") replaces a rope model's single rotation: every head
 attends once per base and mixes the results with its layer's router weights; the model's loss
 then adds aux_weight times the load-balancing loss.
 """
@@ -164,10 +164,10 @@ class RopePE(PositionalEncoding):
 
 
 class CopePE(PositionalEncoding):
-    """Contextual positions (SPEC section 4): gates g_ij = sigmoid(q_i.k_j / sqrt(d)) on j <= i,
+    """Contextual positions (docs/design.md): gates g_ij = sigmoid(q_i.k_j / sqrt(d)) on j <= i,
     p_ij = min(sum_{k=j..i} g_ik, npos - 1), z_i[n] = q_i.E[n] with E [npos, d] per layer,
     e_ij = w z_i[ceil p] + (1 - w) z_i[floor p] with w = p - floor p, s_ij += e_ij / sqrt(d).
-    Autograd gives the SPEC's gradients: floor and ceil carry none, clamp zeroes the clamped
+    Autograd gives the gradients docs/design.md states: floor and ceil carry none, clamp zeroes the clamped
     gates' gradient, and the gates pass theirs to q and k through s."""
 
     # The gradient of p jumps where p crosses an integer (z_i[n+1] - z_i[n] above n, z_i[n] -
@@ -207,8 +207,8 @@ class CopePE(PositionalEncoding):
 
 
 class MsPoE:
-    """Ms-PoE (SPEC section 4), an evaluation-time change to a rope model, written from the SPEC
-    and the paper. Set it as `model.mspoe`; the attention of layers from skip_layers on then
+    """Ms-PoE (docs/design.md), an evaluation-time change to a rope model, written from the paper.
+    Set it as `model.mspoe`; the attention of layers from skip_layers on then
     rotates q and k of head h of sequence b by the positions t / r[b, h] instead of t, with
     r = ratio_min + (ratio_max - ratio_min) * rank / H. Ranks: "plain" is the head index;
     "score" sorts the heads by their position-awareness score, highest first (equal scores by

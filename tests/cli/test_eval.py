@@ -4,24 +4,19 @@
   final table and last metrics row (same sequences, batch and threads); Ms-PoE with every ratio
   1 changes no number, with the official ratios it changes the loss; kvret's options widen the
   sweep and add a `long` split longer than the trained context; --json appends one row per run.
-- Bad input (SPEC section 7): exit status 2, ONE line on stderr naming the problem and the fix,
+- Bad input (docs/testing.md): exit status 2, ONE line on stderr naming the problem and the fix,
   nothing on stdout.
 """
 import json
-import os
 import pathlib
 import re
-import subprocess
 
 import h5py
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-EVAL = ROOT / "bin" / "eval"
-CROSSCHECK = ROOT / "bin" / "crosscheck"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import CROSSCHECK, EVAL, TRAIN, assert_refused, run
+
 
 TINY = ["--lr", "0.003", "--layers", "2", "--dim", "16", "--heads", "2", "--batch", "4",
         "--eval-seqs", "8", "--threads", "1", "--eval-every", "0"]
@@ -37,11 +32,6 @@ RUNS = {
     "kvret-cope": ["--task", "kvret", "--pe", "cope", "--kv-pairs", "6", "--position-bins", "3",
                    "--steps", "2"],
 }
-
-
-def run(program, *args, timeout=120):
-    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +200,4 @@ BAD_INPUT = [
 def test_bad_input_says_what_and_exits_2(files, args, fragment):
     fill = {k: str(v) for k, v in files.items() if isinstance(v, pathlib.Path)}
     done = run(EVAL, *[a.format(**fill) for a in args])
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert fragment.format(**fill) in lines[0]
+    assert_refused(done, fragment.format(**fill))

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include "../model/rng.h"
+#include "../../common/rng.h"
 
 typedef double (*LossFn)(void *ctx);
 
