@@ -54,8 +54,10 @@ def test_paper_preset_is_the_official_setup(tmp_path):
     d = defaults_in_help("--preset", "paper")
     official = {"layers": "4", "dim": "256", "heads": "4", "norm": "post", "act": "relu",
                 "dropout": "0.1", "seq-len": "512", "batch": "64", "lr": "7e-05",
-                "steps": "15625", "warmup": "0", "schedule": "constant", "weight-decay": "0",
-                "beta1": "0.9", "beta2": "0.999", "clip": "0", "count-statements": "512"}
+                "steps": "15700", "warmup": "0", "schedule": "constant", "weight-decay": "0",
+                "beta1": "0.9", "beta2": "0.999", "clip": "0", "count-statements": "512",
+                "ffn-dropout": "0.1", "init-scheme": "torch", "emb-std": "0.0625",
+                "batch-order": "shuffle"}
     assert {k: d[k] for k in official} == official
     # A run of it (made tiny): explicit flags override the preset's flags text too, and the
     # context shrinks to the longest program of 20 statements, 83 tokens.

@@ -268,7 +268,7 @@ Test(counting, check_and_presets) {
     cr_assert_eq(paper->n_head, 4);
     cr_assert_eq(paper->seq_len, 512);
     cr_assert_eq(paper->batch, 64);
-    cr_assert_eq(paper->steps, 100 * 10000 / 64);
+    cr_assert_eq(paper->steps, 100 * 157);  // 100 epochs of ceil(10000 / 64) batches, the last short
     cr_assert_float_eq(paper->lr, 7e-5f, 1e-12f);
     cr_assert_float_eq(paper->dropout, 0.1f, 1e-7f);
     cr_assert_str_eq(paper->norm, "post");

@@ -16,8 +16,6 @@ the first window, which the initialisation alone decides, likewise. Before the r
 existed (GPT-2's 0.02 init, residual scaling in post-norm, length-pooled batches), pelab's
 curves sat 0.2-0.7 nats above the official ones over all 400 steps (t far above 10).
 """
-import os
-import pathlib
 import re
 import statistics
 import subprocess
@@ -28,9 +26,7 @@ import torch
 
 from official_recipe import train as train_reference
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+from harness import ENV, TRAIN
 SEEDS = (1, 2, 3)
 STEPS, WINDOW, BATCH, LR = 400, 25, 32, 1e-3
 T_CRITICAL = 4.6
