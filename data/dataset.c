@@ -64,6 +64,37 @@ void sequence_set_draw(SequenceSet *set, int row, const Task *task, const TaskOp
     set->lengths[row] = n;
 }
 
+void sequence_set_cut_left(SequenceSet *set, int context, const Task *task, int *cut, int *lost) {
+    *cut = 0;
+    *lost = task->answer_known ? 0 : -1;
+    int width = 1;
+    for (int i = 0; i < set->n; i++) {
+        int len = set->lengths[i];
+        const int32_t *tokens = set->inputs + (size_t)i * set->width;
+        if (len <= context) {
+            if (len > width) width = len;
+            continue;
+        }
+        width = context;
+        (*cut)++;
+        if (*lost >= 0 && task->answer_known(tokens, len) &&
+            !task->answer_known(tokens + len - context, context))
+            (*lost)++;
+    }
+    if (!*cut) return;
+    // Row by row from the first: row i's new place ends where row i+1's old one starts at the
+    // earliest, so nothing is overwritten before it is moved.
+    for (int i = 0; i < set->n; i++) {
+        int len = set->lengths[i], keep = len < context ? len : context;
+        int32_t *in = set->inputs + (size_t)i * width, *tg = set->targets + (size_t)i * width;
+        memmove(in, set->inputs + (size_t)i * set->width + len - keep, (size_t)keep * sizeof *in);
+        memmove(tg, set->targets + (size_t)i * set->width + len - keep, (size_t)keep * sizeof *tg);
+        for (int t = keep; t < width; t++) in[t] = 0, tg[t] = -1;
+        set->lengths[i] = keep;
+    }
+    set->width = width;
+}
+
 int batches_per_epoch(int n, int B, BatchOrder how) {
     return how == ORDER_SHUFFLE ? (n + B - 1) / B : n / B;
 }

@@ -42,6 +42,12 @@ int sequence_set_generate(SequenceSet *set, const Task *task, const TaskOptions 
 void sequence_set_draw(SequenceSet *set, int row, const Task *task, const TaskOptions *opt,
                        int split, Rng *rng);
 
+// Keeps the last `context` tokens of every longer sequence, as the official CoPE trainer cuts
+// from the left, and narrows the rows to the longest sequence left. *cut: the sequences cut;
+// *lost: those of them whose answer no longer follows from what is kept (task->answer_known),
+// -1 when the task cannot tell.
+void sequence_set_cut_left(SequenceSet *set, int context, const Task *task, int *cut, int *lost);
+
 // How an epoch of a fixed training set of n sequences is cut into batches of B, both from a
 // permutation drawn from (seed, epoch):
 //   pooled:  sorted by length within pools of EPOCH_POOL batches, so that each batch holds

@@ -186,7 +186,7 @@ static int read_shape(hid_t file, const char *name, int *N, int *W, const char *
 
 // Reads one set and checks every value: token ids in the vocabulary, lengths in 1 .. W, mask
 // entries 0/1 and only on real positions.
-static int read_set(hid_t file, const char *name, const Task *task, SequenceSet *set, int values,
+static int read_set(hid_t file, const char *name, const Task *task, SequenceSet *set,
                     const char *path, char *err, size_t errlen) {
     int N, W;
     if (read_shape(file, name, &N, &W, path, err, errlen) != 0) return -1;
@@ -199,19 +199,14 @@ static int read_set(hid_t file, const char *name, const Task *task, SequenceSet 
         H5Gclose(g);
         return h5_fail(err, errlen, "set %s of dataset %s lacks its summary or extrapolates attribute", name, path);
     }
-    int rc = values ? sequence_set_alloc(set, N, W) : 0;
-    if (!values) {  // the size only: no rows
-        memset(set, 0, sizeof *set);
-        set->n = N;
-        set->width = W;
-    }
+    int rc = sequence_set_alloc(set, N, W);
     snprintf(set->name, sizeof set->name, "%s", name);
     snprintf(set->summary, sizeof set->summary, "%s", summary);
     free(summary);
     set->extrapolates = extrapolates != 0;
-    if (!values || rc != 0) {
+    if (rc != 0) {
         H5Gclose(g);
-        if (rc != 0) snprintf(err, errlen, "out of memory reading set %s of dataset %s", name, path);
+        snprintf(err, errlen, "out of memory reading set %s of dataset %s", name, path);
         return rc;
     }
     int32_t *tokens = malloc(((size_t)N * (W + 1) + 1) * sizeof(int32_t));
@@ -253,7 +248,7 @@ static int read_set(hid_t file, const char *name, const Task *task, SequenceSet 
     return rc;
 }
 
-int dataset_file_read(const char *path, const Task *task, DatasetContents *data, int sets,
+int dataset_file_read(const char *path, const Task *task, DatasetContents *data,
                       char *err, size_t errlen) {
     memset(data, 0, sizeof *data);
     hid_t file = h5_open_format(path, "dataset", DATASET_FORMAT, DATASET_VERSION, err, errlen);
@@ -270,13 +265,13 @@ int dataset_file_read(const char *path, const Task *task, DatasetContents *data,
     } else if (check_vocab(file, task, path, err, errlen) == 0) {
         rc = 0;
         if (H5LTfind_dataset(file, "train") > 0)
-            rc = read_set(file, "train", task, &data->train, sets, path, err, errlen);
+            rc = read_set(file, "train", task, &data->train, path, err, errlen);
         for (char *name = strtok(splits, ","); name && rc == 0; name = strtok(NULL, ",")) {
             if (data->n_splits == TASK_MAX_SPLITS) {
                 snprintf(err, errlen, "dataset %s has more than %d splits", path, TASK_MAX_SPLITS);
                 rc = -1;
             } else {
-                rc = read_set(file, name, task, &data->split[data->n_splits++], sets, path, err, errlen);
+                rc = read_set(file, name, task, &data->split[data->n_splits++], path, err, errlen);
             }
         }
         if (rc == 0 && (data->sweep_bins < 0 || data->sweep_first < 0 ||

@@ -36,11 +36,9 @@ typedef struct {
 int dataset_file_write(const char *path, const Task *task, const DatasetContents *data, char *err,
                        size_t errlen);
 
-// Reads a file written for `task` (its name and vocabulary must match). With sets == 0 only the
-// metadata and each set's name, summary, width and size n are read, without rows (inputs,
-// targets and lengths stay NULL): enough to check a run.
-int dataset_file_read(const char *path, const Task *task, DatasetContents *data, int sets,
-                      char *err, size_t errlen);
+// Reads a file written for `task` (its name and vocabulary must match).
+int dataset_file_read(const char *path, const Task *task, DatasetContents *data, char *err,
+                      size_t errlen);
 
 void dataset_contents_free(DatasetContents *data);
 

@@ -201,6 +201,18 @@ static int counting_sample(const TaskOptions *opt, int split, Rng *rng, int32_t 
     return len;
 }
 
+// The answer counts the increments since the queried variable's last SET "v = 0 ;": it follows
+// from the tokens only while that SET is among them ("... print v answer" ends the sequence).
+static int counting_answer_known(const int32_t *tokens, int len) {
+    if (len < 3 || tokens[len - 3] != PRINT) return 0;
+    int32_t v = tokens[len - 2];
+    for (int t = 0; t + 3 < len - 3; t++)
+        if (tokens[t] == v && tokens[t + 1] == EQUALS && tokens[t + 2] == FIRST_VALUE &&
+            tokens[t + 3] == SEMICOLON)
+            return 1;
+    return 0;
+}
+
 static const Option counting_options[] = {
     {"count-vars", "N", KIND_INT, offsetof(TaskOptions, count_vars), SCOPE_TASK, 1, 26,
      .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)"},
@@ -220,4 +232,5 @@ const Task task_counting = {
     .check = counting_check,
     .layout = counting_layout,
     .sample = counting_sample,
+    .answer_known = counting_answer_known,
 };

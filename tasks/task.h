@@ -98,6 +98,9 @@ typedef struct Task {
     // 0 .. n-1 only: the caller pads the rest (input 0, target -1), which a causal model never
     // lets the earlier positions see.
     int (*sample)(const TaskOptions *opt, int split, Rng *rng, int32_t *inputs, int32_t *targets);
+    // Whether a sequence's tokens (its answer last) still hold all that its answer follows
+    // from, for sequences cut from the left to fit a context; NULL: the task cannot tell.
+    int (*answer_known)(const int32_t *tokens, int len);
 } Task;
 
 // Built-in option values (before presets and flags); also what a checkpoint's config means by

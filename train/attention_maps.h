@@ -18,7 +18,7 @@
 
 #include "../model/gpt.h"
 #include "../tasks/task.h"
-#include "evaluate.h"
+#include "../data/evaluate.h"
 
 // Runs the first n sequences (at most the model's batch) of every split through the model and
 // writes path atomically. 0, or -1 with one line in err.

@@ -15,7 +15,7 @@
 
 #include "../model/moice.h"
 #include "checkpoint.h"
-#include "run_data.h"
+#include "../data/run_data.h"
 
 static const char *const scope_titles[] = {
     "model", "MoICE (rope models; --init may add it to a trained model)", "task", "training", "run"};
@@ -71,7 +71,9 @@ static const Flag task_flags[] = {
 static const Flag run_flags[] = {
     {"data", "PATH", KIND_PATH, AT(run.data), SCOPE_TASK,
      .help = "train and evaluate on a dataset file (.h5 from --write-data) or a folder of the "
-             "official counting generator (train/valid/test.jsonl)",
+             "official counting generator (train/valid/test.jsonl); the context fits its longest "
+             "sample unless --seq-len or a named --preset gives one, which cuts longer JSON-lines "
+             "samples from the left",
      .default_text = "drawn from the task"},
     {"train-seqs", "N", KIND_INT, AT(run.train_seqs), SCOPE_TASK, 0, 1 << 24,
      .help = "train in epochs on a fixed set of N sequences (0: the task's own: counting 10000, "
@@ -612,16 +614,14 @@ static int check_against_checkpoint(const CliArgs *a, const char **given, const 
     return 0;
 }
 
-// Tasks whose options fix their lengths (kvret, selcopy) and dataset files get the context their
-// longest sequence needs; for flipflop and counting the longest sequence is --seq-len itself.
-// Invalid options are left to validate.
-static int derive_context(RunConfig *r, char *err, size_t errlen) {
-    if (r->task->check(&r->task_opt)) return 0;
+// Tasks whose options fix their lengths (kvret, selcopy) get the context their longest sequence
+// needs; for flipflop and counting the longest sequence is --seq-len itself. Sets read from
+// --data get theirs once they are read (cli_check_data). Invalid options are left to validate.
+static void derive_context(RunConfig *r) {
+    if (r->data[0] || r->task->check(&r->task_opt)) return;
     TaskLayout layout;
-    int train_size;
-    if (run_data_plan(r, &layout, &train_size, err, errlen) != 0) return -1;
+    r->task->layout(&r->task_opt, &layout);
     r->task_opt.seq_len = task_layout_longest(&layout);
-    return 0;
 }
 
 // Values that default to something derived from other flags, and the model's vocabulary and
@@ -633,7 +633,11 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
     if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
     if (r->min_lr < 0.0f) r->min_lr = (float)(r->lr / 10.0);
-    if (!given_text(given, "seq-len") && derive_context(r, err, errlen)) return -1;
+    if (!given_text(given, "seq-len")) derive_context(r);
+    // --data without a context from --seq-len, a preset named on purpose or --init: the
+    // longest sample's, so that nothing is cut unasked.
+    a->fit_context = r->data[0] && !init_from && !given_text(given, "seq-len") &&
+                     !(given_text(given, "preset") && r->preset->seq_len);
     if (!init_from) {
         r->model.vocab_size = r->task->vocab_size;
         r->model.seq_len = r->task_opt.seq_len;
@@ -656,11 +660,9 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
 
 // The task's sequences against the context, and length generalisation against encodings that
 // learn one row per position: rows past the training length would be used untrained.
-static int check_layout(const RunConfig *r, int writes_data, char *err, size_t errlen) {
-    TaskLayout layout;
-    int train_size;
-    if (run_data_plan(r, &layout, &train_size, err, errlen) != 0) return -1;
-    int longest = task_layout_longest(&layout);
+static int check_layout(const RunConfig *r, const TaskLayout *layout, int train_size,
+                        int writes_data, char *err, size_t errlen) {
+    int longest = task_layout_longest(layout);
     if (longest > r->task_opt.seq_len)
         return error(err, errlen,
                      "%s %s%s has sequences of %d tokens, more than --seq-len %d; raise --seq-len "
@@ -677,15 +679,15 @@ static int check_layout(const RunConfig *r, int writes_data, char *err, size_t e
                      "the training set has %d sequences, fewer than --batch %d; lower --batch or "
                      "use more sequences",
                      train_size, r->batch);
-    for (int s = 0; s < layout.n_splits; s++) {
-        const TaskSplit *split = &layout.split[s];
+    for (int s = 0; s < layout->n_splits; s++) {
+        const TaskSplit *split = &layout->split[s];
         if (!split->extrapolates || !r->model.pe->max_len) continue;
         return error(err, errlen,
                      "split %s of task %s tests length generalisation (%d tokens, training %d), "
                      "which --pe %s cannot: it learns one embedding per position and none past "
                      "the training length; use another --pe or leave the split out (kvret: "
                      "--kv-eval-pairs 0)",
-                     split->name, r->task->name, split->seq_len, layout.train_len,
+                     split->name, r->task->name, split->seq_len, layout->train_len,
                      r->model.pe->name);
     }
     return 0;
@@ -711,7 +713,28 @@ static int validate(const CliArgs *a, char *err, size_t errlen) {
     const char *problem = r->task->check(&r->task_opt);
     if (!problem) problem = gpt_config_check(&r->model);
     if (problem) return error(err, errlen, "%s", problem);
-    return check_layout(r, a->write_data[0] != 0, err, errlen);
+    if (r->data[0] && r->train_seqs)
+        return error(err, errlen,
+                     "--train-seqs does not apply to --data %s: the file's training set is used; "
+                     "drop --train-seqs",
+                     r->data);
+    if (r->data[0]) return 0;  // checked once read: cli_check_data
+    TaskLayout layout;
+    r->task->layout(&r->task_opt, &layout);
+    int train_size = r->train_seqs ? r->train_seqs : layout.train_size;
+    return check_layout(r, &layout, train_size, a->write_data[0] != 0, err, errlen);
+}
+
+DataSource cli_data_source(const CliArgs *a) {
+    DataSource src = run_config_data(&a->run);
+    if (a->fit_context) src.cut_to = 0;
+    return src;
+}
+
+int cli_check_data(CliArgs *a, const RunData *d, char *err, size_t errlen) {
+    RunConfig *r = &a->run;
+    if (a->fit_context) r->model.seq_len = r->task_opt.seq_len = task_layout_longest(&d->evals.layout);
+    return check_layout(r, &d->evals.layout, d->train.n, a->write_data[0] != 0, err, errlen);
 }
 
 static int exists(const char *path) {
@@ -755,7 +778,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     if (scan_argv(argc, argv, given, err, errlen)) return -1;
     if (given_text(given, "help")) {
         if (start_new_run(a, given, NULL, err, errlen)) return -1;
-        if (derive_context(&a->run, err, errlen)) return -1;
+        derive_context(&a->run);
         print_help(argv[0], a);
         a->help = 1;
         return 0;

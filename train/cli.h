@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "../data/run_data.h"
 #include "config.h"
 
 typedef struct {
@@ -21,12 +22,23 @@ typedef struct {
     long stop_at;        // stop and save after this step (0: run to --steps)
     int attention_maps;  // sequences per split whose attention goes to <out>/attention.h5 (0: none)
     char write_data[4096];  // write the run's sets to this dataset file and exit, or ""
+    // --data with no context given (no --seq-len, no --preset named that sets one, no --init):
+    // the context becomes the longest sequence read (cli_check_data), nothing is cut.
+    int fit_context;
     int help;
 } CliArgs;
 
 // Fills args from argv and validates the result as a whole (value ranges, model, task, the
 // checkpoint given to --resume or --init, the output folder). Returns 0, or -1 with one line in
 // err naming the problem and its fix. With --help, prints the help to stdout and sets args->help.
+// Parsing reads no data: sets from --data are checked once the data layer has read them.
 int cli_parse(int argc, char **argv, CliArgs *args, char *err, size_t errlen);
+
+// Where the run's sequences come from, as parsed (run_data_load).
+DataSource cli_data_source(const CliArgs *args);
+// After run_data_load: fits the context to the longest sequence where args->fit_context, then
+// checks the sets against the run with cli_parse's messages (they fit the context, there is a
+// training set holding a batch, the encoding can run every split). 0, or -1 with err.
+int cli_check_data(CliArgs *args, const RunData *data, char *err, size_t errlen);
 
 #endif

@@ -18,6 +18,12 @@ const char *const init_names[] = {[INIT_GPT2] = "gpt2", [INIT_TORCH] = "torch", 
 const char *const batch_order_names[] = {[ORDER_POOLED] = "pooled", [ORDER_SHUFFLE] = "shuffle",
                                          NULL};
 
+DataSource run_config_data(const RunConfig *r) {
+    return (DataSource){.task = r->task, .opt = &r->task_opt, .path = r->data,
+                        .train_seqs = r->train_seqs, .eval_seqs = r->eval_seqs,
+                        .cut_to = r->task_opt.seq_len};
+}
+
 void format_float(char *buf, size_t len, float value) {
     for (int digits = 6; digits <= 9; digits++) {
         snprintf(buf, len, "%.*g", digits, (double)value);

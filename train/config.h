@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../data/dataset.h"
+#include "../data/run_data.h"
 #include "../model/gpt.h"
 #include "../tasks/task.h"
 #include "adamw.h"
@@ -61,6 +61,9 @@ extern const char *const schedule_names[];  // "cosine", "constant"
 extern const char *const train_only_names[];  // "all", "routers"
 extern const char *const init_names[];        // "gpt2", "torch"
 extern const char *const batch_order_names[];  // "pooled", "shuffle"
+
+// Where the run's sequences come from; sets read from JSON lines are cut to its context.
+DataSource run_config_data(const RunConfig *r);
 
 // The shortest decimal that reads back as the same float ("0.001", not "0.00100000005").
 void format_float(char *buf, size_t len, float value);

@@ -20,10 +20,10 @@
 #include "../tasks/task.h"
 #include "checkpoint.h"
 #include "config.h"
-#include "evaluate.h"
+#include "../data/evaluate.h"
 #include "metrics.h"
 #include "program.h"
-#include "run_data.h"
+#include "../data/run_data.h"
 
 void openblas_set_num_threads(int);
 
@@ -388,7 +388,8 @@ int main(int argc, char **argv) {
         die(EXIT_RUN_FAILED, "%s", err);
     // The run's own splits: drawn from the task, or read from the dataset file it trained on.
     RunData data;
-    if (run_data_load(&data, r, 0, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
+    DataSource src = run_config_data(r);
+    if (run_data_load(&data, &src, 0, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
     const EvalSets *sets = &data.evals;
     SplitResult results[TASK_MAX_SPLITS];
     if (evaluate(&model, sets, results)) die(EXIT_RUN_FAILED, "out of memory for the evaluation batches");

@@ -23,10 +23,10 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "config.h"
-#include "evaluate.h"
+#include "../data/evaluate.h"
 #include "metrics.h"
 #include "program.h"
-#include "run_data.h"
+#include "../data/run_data.h"
 
 // OpenBLAS's own call; the OpenMP build shares the pool that omp_set_num_threads sizes.
 void openblas_set_num_threads(int);
@@ -113,9 +113,14 @@ typedef struct {
 } Trainer;
 
 static void setup(Trainer *t) {
-    const CliArgs *a = &t->args;
+    CliArgs *a = &t->args;
     const RunConfig *r = &a->run;
     char err[1024];
+    // The data first: sets read from --data may still set the context the model is built for.
+    DataSource src = cli_data_source(a);
+    if (run_data_load(&t->data, &src, 1, err, sizeof err) != 0 ||
+        cli_check_data(a, &t->data, err, sizeof err) != 0)
+        die(EXIT_BAD_INPUT, "%s", err);
     omp_set_num_threads(r->threads);
     openblas_set_num_threads(r->threads);
     if (gpt_build(&t->model, &r->model, r->batch, err, sizeof err) != 0)
@@ -142,7 +147,6 @@ static void setup(Trainer *t) {
             die(EXIT_BAD_INPUT, "%s", err);
     }
 
-    if (run_data_load(&t->data, r, 1, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
     t->evals = &t->data.evals;
     t->train_len = t->evals->layout.train_len;
     size_t batch_tokens = (size_t)r->batch * t->train_len;
@@ -188,6 +192,26 @@ static void teardown(Trainer *t) {
     gpt_free(&t->model);
 }
 
+// What the context did to sets read from --data: fitted to them, or samples cut from the left.
+static void print_data_context(const Trainer *t) {
+    const RunConfig *r = &t->args.run;
+    const RunData *d = &t->data;
+    if (!r->data[0]) return;
+    if (t->args.fit_context) {
+        printf("context %d: the longest sequence of %s (no context given; --seq-len N or a named "
+               "--preset cuts longer samples from the left)\n",
+               r->task_opt.seq_len, r->data);
+    } else if (d->cut) {
+        printf("context %d cuts %d of %d samples of %s from the left", r->task_opt.seq_len, d->cut,
+               d->samples, r->data);
+        if (d->lost >= 0)
+            printf("; %d of them lost what their answer follows from", d->lost);
+        printf("\n");
+    } else if (d->samples) {
+        printf("context %d holds every sample of %s whole\n", r->task_opt.seq_len, r->data);
+    }
+}
+
 static void print_header(const Trainer *t) {
     const RunConfig *r = &t->args.run;
     const GPTConfig *m = &r->model;
@@ -205,6 +229,7 @@ static void print_header(const Trainer *t) {
         printf("training set: %d sequences%s%s, %d steps per epoch, %.1f epochs\n", t->data.train.n,
                r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch, r->batch_order),
                (double)r->steps / batches_per_epoch(t->data.train.n, r->batch, r->batch_order));
+    print_data_context(t);
     if (m->moice.n_bases) {
         char bases[256];
         moice_format_bases(bases, sizeof bases, &m->moice);
@@ -398,11 +423,14 @@ static int train(Trainer *t) {
 }
 
 // --write-data: the run's sets to a dataset file, no training; returns the exit status.
-static int write_dataset(const CliArgs *a) {
+static int write_dataset(CliArgs *a) {
     const RunConfig *r = &a->run;
     RunData data;
     char err[1024];
-    if (run_data_load(&data, r, 1, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
+    DataSource src = cli_data_source(a);
+    if (run_data_load(&data, &src, 1, err, sizeof err) != 0 ||
+        cli_check_data(a, &data, err, sizeof err) != 0)
+        die(EXIT_BAD_INPUT, "%s", err);
     int rc = run_data_write(&data, r->task, a->write_data, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "%s: %s\n", program_name, err);

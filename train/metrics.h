@@ -19,7 +19,7 @@
 #include <stdio.h>
 
 #include "../tasks/task.h"
-#include "evaluate.h"
+#include "../data/evaluate.h"
 
 typedef struct {
     FILE *file;

@@ -1,4 +1,4 @@
-"""Fixed training sets and dataset files from the command line (data/, train/run_data.c).
+"""Fixed training sets and dataset files from the command line (data/, data/run_data.c).
 
 - --write-data writes the documented HDF5 layout (tokens [N, W+1], lengths, score_mask, vocab),
   which h5py reads back into the same scored targets the task draws.
@@ -7,6 +7,9 @@
 - A run on a fixed set stopped in the middle of an epoch and resumed equals the uninterrupted
   run bit for bit (the epoch order is a function of seed, epoch and step).
 - Bad files and impossible combinations end with exit 2 and one line naming the problem and fix.
+- --data and the context: with no context given the context fits the longest sample and the
+  header says so; with one given (--seq-len, a named --preset) longer samples are cut from the
+  left and the header counts the cut ones and those that lost what their answer follows from.
 """
 import json
 import re
@@ -168,3 +171,71 @@ def test_a_bad_json_lines_file_is_refused_with_one_line(tmp_path, file, text, fr
     (folder / file).write_text(text)
     done = train(*COUNT, "--data", folder, "--steps", "2", "--out", tmp_path / "run")
     assert_refused(done, fragment, tmp_path / "run")
+
+
+def config_of(checkpoint):
+    with h5py.File(checkpoint, "r") as f:
+        return json.loads(f.attrs["config"])
+
+
+def sample(context, answer):
+    return json.dumps({"context": context, "question": "print a", "answer": answer}) + "\n"
+
+
+# 13 tokens each: a cut to the last 10 drops "a = 0" from the first (its answer can no longer be
+# known) and keeps the whole SET of the second. The third (7 tokens) is never cut. A fourth, of
+# 4 * 20 + 3 = 83 tokens, is longer than the classroom preset's context of 64.
+LOST = sample("a = 0 ; pass; pass; pass; pass; a ++;", "1")
+KEPT = sample("pass; pass; pass; pass; a = 0 ; a ++;", "1")
+SHORT = sample("a = 0 ;", "0")
+LONG = sample("a = 0 ; " * 20, "0")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    def make(*lines):
+        data = tmp_path / "data"
+        data.mkdir()
+        for name in ("train.jsonl", "valid.jsonl", "test.jsonl"):
+            (data / name).write_text("".join(lines))
+        return data
+    return make
+
+
+def test_without_a_context_it_fits_the_longest_sample(folder, tmp_path):
+    data = folder(LOST, KEPT, SHORT, LONG)
+    done = train(*COUNT, "--data", data, "--steps", "2", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert f"context 83: the longest sequence of {data} (no context given" in done.stdout
+    assert not re.search(r"context \d+ cuts", done.stdout)
+    config = config_of(tmp_path / "run" / "model.h5")
+    assert config["task"]["seq_len"] == 83 and config["model"]["seq_len"] == 83
+
+
+@pytest.mark.parametrize("given, context, cut, lost", [
+    (["--seq-len", "10"], 10, 9, 3),        # all but SHORT in each of 3 files; LOST loses its SET
+    (["--preset", "classroom"], 64, 3, 0),  # the preset named on purpose: its 64; LONG keeps a SET
+])
+def test_a_given_context_cuts_from_the_left_and_says_how_many(folder, tmp_path, given, context,
+                                                              cut, lost):
+    data = folder(LOST, KEPT, SHORT, LONG)
+    done = train(*given, *COUNT, "--data", data, "--steps", "2", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert (f"context {context} cuts {cut} of 12 samples of {data} from the left; {lost} of them "
+            "lost what their answer follows from") in done.stdout
+    config = config_of(tmp_path / "run" / "model.h5")
+    assert config["task"]["seq_len"] == context and config["model"]["seq_len"] == context
+    # bin/eval cuts the evaluation splits as the run did: its table is the run's last one.
+    rows = tmp_path / "rows.jsonl"
+    evaluated = subprocess.run([str(EVAL), str(tmp_path / "run" / "model.h5"), "--json", str(rows)],
+                               capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert evaluated.returncode == 0, evaluated.stderr
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["eval"]
+    assert json.loads(rows.read_text().splitlines()[0])["eval"] == last
+
+
+def test_a_context_that_holds_every_sample_says_so(folder, tmp_path):
+    data = folder(LOST, KEPT, SHORT)
+    done = train(*COUNT, "--data", data, "--seq-len", "13", "--steps", "2", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert f"context 13 holds every sample of {data} whole" in done.stdout

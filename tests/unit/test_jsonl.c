@@ -4,6 +4,7 @@
 // back to the generator's own tokens, the official tokenizer's rules apply, and each kind of bad
 // file fails with one message naming the file, the line and the problem.
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,10 +127,24 @@ Test(jsonl, generated_samples_round_trip) {
                      err);
         cr_assert_str_eq(set.name, "valid");
         cr_assert_eq(set.n, N);
+        int longer = 0;
         for (int i = 0; i < N; i++) {
             int keep = len[i] < contexts[c] ? len[i] : contexts[c];
             check_row(&set, i, in[i] + len[i] - keep, keep);
+            longer += len[i] > contexts[c];
         }
+        // Read whole, then cut (as --data does): the same set.
+        SequenceSet whole;
+        int cut, lost;
+        cr_assert_eq(jsonl_read_split(path, task, INT_MAX, &whole, err, sizeof err), 0, "%s", err);
+        sequence_set_cut_left(&whole, contexts[c], task, &cut, &lost);
+        cr_assert_eq(cut, longer);
+        cr_assert(lost >= 0 && lost <= cut, "counting tells lost answers: %d of %d", lost, cut);
+        cr_assert_eq(whole.width, set.width);
+        cr_assert_arr_eq(whole.inputs, set.inputs, (size_t)N * set.width * sizeof(int32_t));
+        cr_assert_arr_eq(whole.targets, set.targets, (size_t)N * set.width * sizeof(int32_t));
+        cr_assert_arr_eq(whole.lengths, set.lengths, (size_t)N * sizeof(int32_t));
+        sequence_set_free(&whole);
         sequence_set_free(&set);
     }
     unlink(path);

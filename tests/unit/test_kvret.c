@@ -10,7 +10,7 @@
 
 #include "../../tasks/task.h"
 #include "task_checks.h"
-#include "../../train/evaluate.h"
+#include "../../data/evaluate.h"
 
 #define MAX_LEN (2 * KV_MAX_PAIRS + 1 + 2 * KV_MAX_QUERIES)
 

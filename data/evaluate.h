@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../data/dataset.h"
+#include "dataset.h"
 #include "../model/gpt.h"
 #include "../tasks/task.h"
 

@@ -1,11 +1,12 @@
 #include "run_data.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../data/dataset_file.h"
-#include "../data/jsonl.h"
+#include "dataset_file.h"
+#include "jsonl.h"
 
 // The layout of sets read from a file: their names, summaries and widths.
 static void layout_of(const DatasetContents *c, TaskLayout *layout) {
@@ -26,14 +27,24 @@ static void layout_of(const DatasetContents *c, TaskLayout *layout) {
     layout->train_len = c->train.n ? c->train.width : task_layout_longest(layout);
 }
 
-// A folder of the official counting generator: train.jsonl, valid.jsonl and test.jsonl.
-static int read_jsonl(const RunConfig *r, DatasetContents *c, char *err, size_t errlen) {
+// A folder of the official counting generator: train.jsonl, valid.jsonl and test.jsonl, read
+// whole and then cut to src->cut_to.
+static int read_jsonl(RunData *d, const DataSource *src, DatasetContents *c, char *err,
+                      size_t errlen) {
     SequenceSet sets[JSONL_MAX_SPLITS];
-    int n = jsonl_read_folder(r->data, r->task, r->task_opt.seq_len, sets, err, errlen);
+    int n = jsonl_read_folder(src->path, src->task, INT_MAX, sets, err, errlen);
     if (n < 0) return -1;
     memset(c, 0, sizeof *c);
-    c->train = sets[0];
     c->n_splits = n - 1;
+    d->lost = src->task->answer_known ? 0 : -1;
+    for (int s = 0; s < n && src->cut_to; s++) {
+        int cut, lost;
+        sequence_set_cut_left(&sets[s], src->cut_to, src->task, &cut, &lost);
+        d->cut += cut;
+        if (d->lost >= 0) d->lost += lost;
+    }
+    for (int s = 0; s < n; s++) d->samples += sets[s].n;
+    c->train = sets[0];
     for (int s = 1; s < n; s++) c->split[s - 1] = sets[s];
     return 0;
 }
@@ -43,42 +54,13 @@ static int is_folder(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A dataset file (sets == 0: its metadata only) or a folder of JSON lines (always read whole).
-static int read_contents(const RunConfig *r, DatasetContents *c, int sets, char *err, size_t errlen) {
-    if (is_folder(r->data) ? read_jsonl(r, c, err, errlen)
-                           : dataset_file_read(r->data, r->task, c, sets, err, errlen))
-        return -1;
-    if (r->train_seqs) {
-        snprintf(err, errlen,
-                 "--train-seqs does not apply to --data %s: the file's training set is used; "
-                 "drop --train-seqs",
-                 r->data);
-        dataset_contents_free(c);
-        return -1;
-    }
-    return 0;
-}
-
-int run_data_plan(const RunConfig *r, TaskLayout *layout, int *train_size, char *err,
-                  size_t errlen) {
-    if (r->data[0]) {
-        DatasetContents c;
-        if (read_contents(r, &c, 0, err, errlen) != 0) return -1;
-        layout_of(&c, layout);
-        *train_size = c.train.n;
-        dataset_contents_free(&c);
-        return 0;
-    }
-    r->task->layout(&r->task_opt, layout);
-    *train_size = r->train_seqs ? r->train_seqs : layout->train_size;
-    return 0;
-}
-
-int run_data_load(RunData *d, const RunConfig *r, int with_train, char *err, size_t errlen) {
+int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
-    if (r->data[0]) {
+    if (src->path[0]) {
         DatasetContents c;
-        if (read_contents(r, &c, 1, err, errlen) != 0) return -1;
+        if (is_folder(src->path) ? read_jsonl(d, src, &c, err, errlen)
+                                 : dataset_file_read(src->path, src->task, &c, err, errlen))
+            return -1;
         TaskLayout layout;
         layout_of(&c, &layout);
         eval_sets_adopt(&d->evals, &layout, c.split);
@@ -87,11 +69,12 @@ int run_data_load(RunData *d, const RunConfig *r, int with_train, char *err, siz
         return 0;
     }
     TaskLayout layout;
-    int train_size;
-    run_data_plan(r, &layout, &train_size, err, errlen);
-    if (eval_sets_build(&d->evals, r->task, &r->task_opt, r->eval_seqs) != 0 ||
-        (with_train && train_size && sequence_set_generate(&d->train, r->task, &r->task_opt, &layout, -1,
-                                             train_size, dataset_seed(-1)) != 0)) {
+    src->task->layout(src->opt, &layout);
+    int train_size = src->train_seqs ? src->train_seqs : layout.train_size;
+    if (eval_sets_build(&d->evals, src->task, src->opt, src->eval_seqs) != 0 ||
+        (with_train && train_size &&
+         sequence_set_generate(&d->train, src->task, src->opt, &layout, -1, train_size,
+                               dataset_seed(-1)) != 0)) {
         run_data_free(d);
         snprintf(err, errlen, "out of memory for the data sets; lower --eval-seqs or --train-seqs");
         return -1;
