@@ -14,20 +14,10 @@
 #include "../../data/dataset.h"
 #include "../../data/dataset_file.h"
 
-static char dir[64], path[128];
+#define TMP_FILE "data.h5"
+#include "tmp_file.h"
 
-static void make_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/pelab-test-data-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/data.h5", dir);
-}
-
-static void remove_dir(void) {
-    unlink(path);
-    rmdir(dir);
-}
-
-TestSuite(dataset, .init = make_dir, .fini = remove_dir);
+TestSuite(dataset, .init = tmp_file_make, .fini = tmp_file_remove);
 
 // A set whose row r has length 1 + r % width, with tokens r + t and every position scored.
 static void varied_set(SequenceSet *set, int n, int width) {
@@ -59,45 +49,55 @@ Test(dataset, a_batch_is_cut_to_its_longest_sequence) {
     sequence_set_free(&set);
 }
 
+// n lengths in 1 .. width, scrambled so that row order says nothing about length (free them).
+static int32_t *scrambled_lengths(int n, int width) {
+    int32_t *lengths = malloc(n * sizeof(int32_t));
+    for (int r = 0; r < n; r++) lengths[r] = 1 + (int)((r * 2654435761u) % width);
+    return lengths;
+}
+
+// The first `used` entries of an epoch's order name rows 0 .. n-1, none twice.
+static void assert_distinct_rows(const int *order, int used, int n) {
+    char *seen = calloc(n, 1);
+    for (int i = 0; i < used; i++) {
+        cr_assert(order[i] >= 0 && order[i] < n && !seen[order[i]],
+                  "row %d repeated or out of range", order[i]);
+        seen[order[i]] = 1;
+    }
+    free(seen);
+}
+
 Test(dataset, an_epoch_is_a_deterministic_permutation_of_similar_length_batches) {
     enum { N = 1000, B = 8, W = 64 };
-    SequenceSet set;
-    varied_set(&set, N, W);
-    // Lengths scrambled so that row order says nothing about length.
-    for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
+    int32_t *lengths = scrambled_lengths(N, W);
     int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int)), *c = malloc(N * sizeof(int));
     int64_t *work = malloc(N * sizeof(int64_t));
     int used = batches_per_epoch(N, B, ORDER_POOLED) * B;
     cr_assert_eq(used, 1000 / 8 * 8);
-    epoch_order(a, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
-    epoch_order(b, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
-    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 7, 4);
+    epoch_order(a, work, lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(b, work, lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(c, work, lengths, N, B, ORDER_POOLED, 7, 4);
     cr_assert_arr_eq(a, b, used * sizeof(int), "same seed and epoch, another order");
     cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
-    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 8, 3);
+    epoch_order(c, work, lengths, N, B, ORDER_POOLED, 8, 3);
     cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "seeds 7 and 8 gave the same order");
-    char *seen = calloc(N, 1);
+    assert_distinct_rows(a, used, N);
     long padded = 0, random_padded = 0;
-    for (int i = 0; i < used; i++) {
-        cr_assert(a[i] >= 0 && a[i] < N && !seen[a[i]], "row %d repeated or out of range", a[i]);
-        seen[a[i]] = 1;
-    }
     // Padding computed: batch length minus each row's length, against batches of rows in order.
     for (int k = 0; k < used / B; k++) {
         int longest = 0, longest_plain = 0;
         for (int j = 0; j < B; j++) {
-            longest = set.lengths[a[k * B + j]] > longest ? set.lengths[a[k * B + j]] : longest;
-            longest_plain = set.lengths[k * B + j] > longest_plain ? set.lengths[k * B + j] : longest_plain;
+            longest = lengths[a[k * B + j]] > longest ? lengths[a[k * B + j]] : longest;
+            longest_plain = lengths[k * B + j] > longest_plain ? lengths[k * B + j] : longest_plain;
         }
         for (int j = 0; j < B; j++) {
-            padded += longest - set.lengths[a[k * B + j]];
-            random_padded += longest_plain - set.lengths[k * B + j];
+            padded += longest - lengths[a[k * B + j]];
+            random_padded += longest_plain - lengths[k * B + j];
         }
     }
     cr_assert_lt(padded * 5, random_padded, "pools sorted by length should cut padding 5x: %ld vs %ld",
                  padded, random_padded);
-    free(a), free(b), free(c), free(work), free(seen);
-    sequence_set_free(&set);
+    free(a), free(b), free(c), free(work), free(lengths);
 }
 
 // --batch-order shuffle, as a shuffling DataLoader that keeps its last batch: ceil(n/B)
@@ -105,9 +105,7 @@ Test(dataset, an_epoch_is_a_deterministic_permutation_of_similar_length_batches)
 // (no length sorting: the mean length of the first half of the epoch matches the second's).
 Test(dataset, a_shuffled_epoch_holds_every_row_once_with_a_short_last_batch) {
     enum { N = 1003, B = 8, W = 64 };
-    SequenceSet set;
-    varied_set(&set, N, W);
-    for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
+    int32_t *lengths = scrambled_lengths(N, W);
     int nb = batches_per_epoch(N, B, ORDER_SHUFFLE);
     cr_assert_eq(nb, 126);
     cr_assert_eq(epoch_batch_size(N, B, ORDER_SHUFFLE, 0), B);
@@ -115,20 +113,15 @@ Test(dataset, a_shuffled_epoch_holds_every_row_once_with_a_short_last_batch) {
     cr_assert_eq(epoch_batch_size(N, B, ORDER_POOLED, nb - 2), B);
     int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int));
     int64_t *work = malloc(N * sizeof(int64_t));
-    epoch_order(a, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 3);
-    epoch_order(b, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 4);
+    epoch_order(a, work, lengths, N, B, ORDER_SHUFFLE, 7, 3);
+    epoch_order(b, work, lengths, N, B, ORDER_SHUFFLE, 7, 4);
     cr_assert(memcmp(a, b, N * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
-    char *seen = calloc(N, 1);
+    assert_distinct_rows(a, N, N);
     double half[2] = {0, 0};
-    for (int i = 0; i < N; i++) {
-        cr_assert(a[i] >= 0 && a[i] < N && !seen[a[i]], "row %d repeated or out of range", a[i]);
-        seen[a[i]] = 1;
-        half[2 * i >= N] += set.lengths[a[i]];
-    }
+    for (int i = 0; i < N; i++) half[2 * i >= N] += lengths[a[i]];
     // lengths uniform on 1..64: each half's mean has a standard error near 0.8
     cr_assert_lt(fabs(half[0] - half[1]) / (N / 2.0), 4.0, "the order sorts by length");
-    free(a), free(b), free(work), free(seen);
-    sequence_set_free(&set);
+    free(a), free(b), free(work), free(lengths);
 }
 
 static const Task *kvret(void) { return task_find("kvret"); }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../tasks/task.h"
+#include "task_checks.h"
 
 enum { W = 0, R = 1, I = 2, B0 = 3, B1 = 4 };
 
@@ -142,27 +143,8 @@ Test(flipflop, written_bits_are_uniform) {
 }
 
 Test(flipflop, deterministic_for_a_seed) {
-    const Task *task = flipflop();
     TaskOptions opt = {.seq_len = 128, .flipflop_p_train = 0.8f};
-    int32_t a[MAX_LEN], ta[MAX_LEN], b[MAX_LEN], tb[MAX_LEN];
-    for (int split = -1; split < n_splits(task, &opt); split++) {
-        Rng r1, r2, r3;
-        rng_seed(&r1, 42);
-        rng_seed(&r2, 42);
-        rng_seed(&r3, 43);
-        int differs = 0;
-        for (int n = 0; n < 50; n++) {
-            task->sample(&opt, split, &r1, a, ta);
-            task->sample(&opt, split, &r2, b, tb);
-            cr_assert_arr_eq(a, b, sizeof(int32_t) * opt.seq_len, "split %d: same seed, other inputs",
-                             split);
-            cr_assert_arr_eq(ta, tb, sizeof(int32_t) * opt.seq_len,
-                             "split %d: same seed, other targets", split);
-            task->sample(&opt, split, &r3, b, tb);
-            differs |= memcmp(a, b, sizeof(int32_t) * opt.seq_len) != 0;
-        }
-        cr_assert(differs, "split %d: seeds 42 and 43 gave the same 50 sequences", split);
-    }
+    check_deterministic_for_a_seed(flipflop(), &opt);
 }
 
 Test(flipflop, check_rejects_bad_lengths_and_p) {
