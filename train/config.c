@@ -122,6 +122,48 @@ static JsonReader reader_of(const cJSON *root, const char *section, char *err, s
 }
 
 // ----------------------------------------------------------------------------------------------
+// options of the modules
+
+// The options of the encodings and of the tasks, from their own tables (Option rows; the key is
+// the flag's name with '_' for '-'): written always, read where present, and required only
+// when the run uses the option's module, so checkpoints written before a module existed still
+// load (with the built-in values, which such a run never reads). An option added to a module
+// later (Option.added_later) is never required: its built-in value is what the module did
+// before it existed.
+static void option_key(const Option *o, char *key, size_t len) {
+    snprintf(key, len, "%s", o->name);
+    for (char *c = key; *c; c++)
+        if (*c == '-') *c = '_';
+}
+
+// Adds every option of a module's table, its values in `values` (PEOptions, TaskOptions).
+static void add_options(cJSON *obj, const Option *options, int n, const void *values) {
+    for (int i = 0; i < n; i++) {
+        const Option *o = &options[i];
+        const void *field = (const char *)values + o->offset;
+        char key[64];
+        option_key(o, key, sizeof key);
+        if (o->kind == KIND_FLOAT) add_float(obj, key, *(const float *)field);
+        else if (o->kind == KIND_CHOICE) cJSON_AddStringToObject(obj, key, o->choices[*(const int *)field]);
+        else cJSON_AddNumberToObject(obj, key, *(const int *)field);
+    }
+}
+
+// Reads the options of a module's table into `values`; `used`: the run uses the module.
+static void read_options(JsonReader *r, const Option *options, int n, int used, void *values) {
+    for (int i = 0; i < n; i++) {
+        const Option *o = &options[i];
+        void *field = (char *)values + o->offset;
+        char key[64];
+        option_key(o, key, sizeof key);
+        if ((!used || o->added_later) && !cJSON_HasObjectItem(r->obj, key)) continue;
+        if (o->kind == KIND_FLOAT) *(float *)field = read_float(r, key);
+        else if (o->kind == KIND_CHOICE) *(int *)field = read_choice(r, key, o->choices);
+        else *(int *)field = read_int(r, key);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
 // model
 
 cJSON *gpt_config_to_json(const GPTConfig *c) {
@@ -140,9 +182,8 @@ cJSON *gpt_config_to_json(const GPTConfig *c) {
     cJSON_AddStringToObject(j, "init_scheme", init_names[c->init]);
     add_float(j, "init_std", c->init_std);
     add_float(j, "emb_std", c->emb_std);
-    add_float(j, "rope_base", c->pe_opt.rope_base);
-    cJSON_AddNumberToObject(j, "rel_npos", c->pe_opt.rel_npos);
-    cJSON_AddNumberToObject(j, "cope_npos", c->pe_opt.cope_npos);
+    for (int p = 0; p < pe_count(); p++)
+        add_options(j, pe_at(p)->options, pe_at(p)->n_options, &c->pe_opt);
     cJSON_AddBoolToObject(j, "tied", 1);
     if (c->moice.n_bases) {
         cJSON *moice = cJSON_AddObjectToObject(j, "moice");
@@ -206,9 +247,9 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
     if (cJSON_HasObjectItem(json, "init_scheme"))
         c->init = (InitScheme)read_choice(&r, "init_scheme", init_names);
     if (cJSON_HasObjectItem(json, "ffn_dropout")) c->ffn_dropout = read_float(&r, "ffn_dropout");
-    c->pe_opt.rope_base = read_float(&r, "rope_base");
-    c->pe_opt.rel_npos = read_int(&r, "rel_npos");
-    c->pe_opt.cope_npos = read_int(&r, "cope_npos");
+    const PositionalEncoding *own = r.failed ? NULL : pe_find(pe);
+    for (int p = 0; p < pe_count(); p++)
+        read_options(&r, pe_at(p)->options, pe_at(p)->n_options, pe_at(p) == own, &c->pe_opt);
     const cJSON *tied = reader_field(&r, "tied", cjson_is_bool, "true or false");
     if (r.failed) return -1;
     if (read_moice(cJSON_GetObjectItemCaseSensitive(json, "moice"), &c->moice, err, errlen))
@@ -235,17 +276,6 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
 // ----------------------------------------------------------------------------------------------
 // run
 
-// Options of the tasks, from their own tables (Option rows; the key is the flag's name with
-// '_' for '-'): written always, read where present, and required only when the run is of the
-// option's task, so checkpoints written before a task existed still load (with the built-in
-// values, which such a run never reads). An option added to a task later (Option.added_later)
-// is never required: its built-in value is what the task did before it existed.
-static void task_option_key(const Option *o, char *key, size_t len) {
-    snprintf(key, len, "%s", o->name);
-    for (char *c = key; *c; c++)
-        if (*c == '-') *c = '_';
-}
-
 char *run_config_to_json(const RunConfig *rc) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "model", gpt_config_to_json(&rc->model));
@@ -258,14 +288,7 @@ char *run_config_to_json(const RunConfig *rc) {
     cJSON_AddStringToObject(task, "data", rc->data);
     cJSON_AddNumberToObject(task, "train_seqs", rc->train_seqs);
     for (int t = 0; t < task_count(); t++)
-        for (int i = 0; i < task_at(t)->n_options; i++) {
-            const Option *o = &task_at(t)->options[i];
-            const int *field = (const int *)((const char *)&rc->task_opt + o->offset);
-            char key[64];
-            task_option_key(o, key, sizeof key);
-            if (o->kind == KIND_CHOICE) cJSON_AddStringToObject(task, key, o->choices[*field]);
-            else cJSON_AddNumberToObject(task, key, *field);
-        }
+        add_options(task, task_at(t)->options, task_at(t)->n_options, &rc->task_opt);
 
     cJSON *train = cJSON_AddObjectToObject(root, "train");
     cJSON_AddNumberToObject(train, "batch", rc->batch);
@@ -312,15 +335,8 @@ static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen)
         return -1;
     }
     for (int t = 0; t < task_count(); t++)
-        for (int i = 0; i < task_at(t)->n_options; i++) {
-            const Option *o = &task_at(t)->options[i];
-            int *field = (int *)((char *)&rc->task_opt + o->offset);
-            char key[64];
-            task_option_key(o, key, sizeof key);
-            if ((task_at(t) != rc->task || o->added_later) && !cJSON_HasObjectItem(json, key))
-                continue;
-            *field = o->kind == KIND_CHOICE ? read_choice(&r, key, o->choices) : read_int(&r, key);
-        }
+        read_options(&r, task_at(t)->options, task_at(t)->n_options, task_at(t) == rc->task,
+                     &rc->task_opt);
     if (r.failed) return -1;
     if (!(rc->preset = task_preset(rc->task, preset))) {
         snprintf(err, errlen, "config names the preset \"%s\", which task %s lacks", preset, name);

@@ -3,8 +3,9 @@
 // rebuild the run and h5py users can rebuild the model:
 //
 //   {"model": {"vocab_size", "seq_len", "n_layer", "n_embd", "n_head", "ffn_dim", "dropout",
-//              "ffn_dropout", "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base",
-//              "rel_npos", "cope_npos", "init_scheme": "gpt2"|"torch", "init_std", "emb_std", "tied": true,
+//              "ffn_dropout", "norm": "pre"|"post", "act": "gelu"|"relu", "pe",
+//              "init_scheme": "gpt2"|"torch", "init_std", "emb_std", the options
+//              of every encoding in table order ("rel_npos", "rope_base", "cope_npos"), "tied": true,
 //              "moice": {"bases": [...], "top_k", "aux_weight"} (only when MoICE is on)},
 //    "task":  {"name", "preset", "seq_len", "flipflop_p_train", "kv_pairs", "kv_eval_pairs",
 //              "kv_keys", "kv_queries", "kv_min_pairs", "kv_positions": "uniform"|"ends",
