@@ -258,6 +258,7 @@ char *run_config_to_json(const RunConfig *rc) {
             char key[64];
             task_option_key(o, key, sizeof key);
             if (o->kind == KIND_CHOICE) cJSON_AddStringToObject(task, key, o->choices[*field]);
+            else if (o->kind == KIND_FLOAT) add_float(task, key, *(const float *)field);
             else cJSON_AddNumberToObject(task, key, *field);
         }
 
@@ -313,7 +314,8 @@ static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen)
             task_option_key(o, key, sizeof key);
             if ((task_at(t) != rc->task || o->added_later) && !cJSON_HasObjectItem(json, key))
                 continue;
-            *field = o->kind == KIND_CHOICE ? read_choice(&r, key, o->choices) : read_int(&r, key);
+            if (o->kind == KIND_FLOAT) *(float *)field = read_float(&r, key);
+            else *field = o->kind == KIND_CHOICE ? read_choice(&r, key, o->choices) : read_int(&r, key);
         }
     if (r.failed) return -1;
     if (!(rc->preset = task_preset(rc->task, preset))) {
