@@ -100,7 +100,7 @@ typedef struct {
     long epoch_ready;           // the epoch `epoch` holds, -1 before the first
     int32_t *inputs, *targets;  // [B, train_len]
     int train_len;              // the longest training sequence
-    int batch_T;                // the length of the latest batch
+    int batch_B, batch_T;       // the size and length of the latest batch
     EvalSets *evals;            // &data.evals
     SplitResult results[TASK_MAX_SPLITS];
     MetricsLog log;
@@ -205,8 +205,8 @@ static void print_header(const Trainer *t) {
            r->threads);
     if (t->data.train.n)
         printf("training set: %d sequences%s%s, %d steps per epoch, %.1f epochs\n", t->data.train.n,
-               r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch),
-               (double)r->steps / batches_per_epoch(t->data.train.n, r->batch));
+               r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch, r->batch_order),
+               (double)r->steps / batches_per_epoch(t->data.train.n, r->batch, r->batch_order));
     if (m->moice.n_bases) {
         char bases[256];
         moice_format_bases(bases, sizeof bases, &m->moice);
@@ -226,7 +226,7 @@ static void print_header(const Trainer *t) {
 static int next_batch(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
     const SequenceSet *train = &t->data.train;
-    int B = r->batch;
+    int B = t->batch_B = r->batch;
     if (!train->n) {
         for (int b = 0; b < B; b++) {
             sequence_set_draw(&t->stream, b, r->task, &r->task_opt, -1, &t->state.data_rng);
@@ -234,23 +234,25 @@ static int next_batch(Trainer *t, long step) {
         }
         return sequence_set_batch(&t->stream, t->rows, B, t->inputs, t->targets);
     }
-    int per_epoch = batches_per_epoch(train->n, B);
+    int per_epoch = batches_per_epoch(train->n, B, r->batch_order);
     long epoch = step / per_epoch;
+    int k = (int)(step % per_epoch);
     if (epoch != t->epoch_ready) {
-        epoch_order(t->epoch, t->epoch_work, train->lengths, train->n, B,
+        epoch_order(t->epoch, t->epoch_work, train->lengths, train->n, B, r->batch_order,
                     hash_mix(r->seed, DATA_STREAM), epoch);
         t->epoch_ready = epoch;
     }
-    memcpy(t->rows, t->epoch + (size_t)(step % per_epoch) * B, (size_t)B * sizeof(int));
-    return sequence_set_batch(train, t->rows, B, t->inputs, t->targets);
+    t->batch_B = epoch_batch_size(train->n, B, r->batch_order, k);
+    memcpy(t->rows, t->epoch + (size_t)k * B, (size_t)t->batch_B * sizeof(int));
+    return sequence_set_batch(train, t->rows, t->batch_B, t->inputs, t->targets);
 }
 
 // One optimiser step on the next batch. `step` counts from 0.
 static float train_step(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
-    int B = r->batch, T = t->batch_T = next_batch(t, step);
-    float loss =
-        gpt_forward(&t->model, t->inputs, t->targets, B, T, 1, hash_mix(r->seed, (uint64_t)step));
+    int T = t->batch_T = next_batch(t, step);
+    float loss = gpt_forward(&t->model, t->inputs, t->targets, t->batch_B, T, 1,
+                             hash_mix(r->seed, (uint64_t)step));
     gpt_zero_grad(&t->model);
     gpt_backward(&t->model);
     clip_grad_norm(&t->model, r->clip);
@@ -262,7 +264,7 @@ static float train_step(Trainer *t, long step) {
 // Seconds to the end of --steps: the steps left at this session's training seconds per step,
 // plus the evaluations left (the one due at this step included) at the latest evaluation's
 // time, or before the first at a forward pass over the splits' tokens, a third of a training
-// step's time per token.
+// step's time per (real) token.
 static double eta_seconds(const Trainer *t, long session_steps) {
     const RunConfig *r = &t->args.run;
     long step = t->state.step, ee = r->eval_every;
@@ -272,8 +274,7 @@ static double eta_seconds(const Trainer *t, long session_steps) {
         double eval_tokens = 0.0;
         for (int s = 0; s < t->evals->layout.n_splits; s++)
             eval_tokens += (double)t->evals->split[s].n * t->evals->split[s].width;
-        double train_tokens = (double)session_steps * r->batch * t->batch_T;
-        eval_s = t->session_train_s / train_tokens * eval_tokens / 3.0;
+        eval_s = t->session_train_s / (double)t->session_tokens * eval_tokens / 3.0;
     }
     return t->session_train_s / session_steps * (double)(r->steps - step) + evals * eval_s;
 }
@@ -337,9 +338,8 @@ static int save(Trainer *t) {
 // Adds a finished step to the state and to the throughput windows: tokens_seen counts the
 // batch as computed (B * T), the rates its real tokens.
 static void record_step(Trainer *t, float loss, double step_s, long real_tokens) {
-    const RunConfig *r = &t->args.run;
     t->state.step++;
-    t->state.tokens_seen += (long)r->batch * t->batch_T;
+    t->state.tokens_seen += (long)t->batch_B * t->batch_T;
     t->state.loss_sum += loss;
     t->state.loss_count++;
     t->window_loss += loss;
@@ -357,7 +357,7 @@ static void record_step(Trainer *t, float loss, double step_s, long real_tokens)
 static long batch_real_tokens(const Trainer *t) {
     const SequenceSet *set = t->data.train.n ? &t->data.train : &t->stream;
     long real = 0;
-    for (int b = 0; b < t->args.run.batch; b++) real += set->lengths[t->rows[b]];
+    for (int b = 0; b < t->batch_B; b++) real += set->lengths[t->rows[b]];
     return real;
 }
 
