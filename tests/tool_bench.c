@@ -114,8 +114,6 @@ int main(int argc, char **argv) {
         die("--train-only must be all or routers, got %s", train_only);
     if (strcmp(train_only, "routers") == 0 && !cfg.moice.n_bases)
         die("--train-only routers needs MoICE; add --moice-bases");
-    const char *bad = gpt_config_check(&cfg);
-    if (bad) die("%s", bad);
     TaskOptions topt = task_default_options;
     topt.seq_len = p->seq_len;
     if (p->kv_pairs) topt.kv_pairs = p->kv_pairs;
@@ -126,10 +124,17 @@ int main(int argc, char **argv) {
     if (p->sel_blanks) topt.sel_blanks = p->sel_blanks;
     if (p->count_vars) topt.count_vars = p->count_vars;
     if (p->count_statements) topt.count_statements = p->count_statements;
-    bad = task->check(&topt);
+    if (!topt.seq_len) {  // a preset without a context (selcopy, kvret) gets its longest split's, as bin/train
+        TaskLayout longest;
+        task->layout(&topt, &longest);
+        topt.seq_len = cfg.seq_len = task_layout_longest(&longest);
+    }
+    const char *bad = task->check(&topt);
+    if (bad) die("%s", bad);
+    bad = gpt_config_check(&cfg);
     if (bad) die("%s", bad);
 
-    int B = p->batch, T = p->seq_len;
+    int B = p->batch, T = topt.seq_len;
     TaskLayout layout;
     task->layout(&topt, &layout);
     if (layout.train_len > T) die("preset %s: training sequences of %d tokens exceed its context %d", preset_name, layout.train_len, T);
