@@ -187,7 +187,16 @@ def main():
             f"{'MiB':>5} | {'C/torch':>7}")
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load_before = os.getloadavg()
+    meta = {"date": started, "machine": machine(), "load_before": load_before,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            "c_threads": args.c_threads, "torch_threads": args.torch_threads,
+            "ceiling": f"{CEILING_N}^3 sgemm", "warmup": WARMUP, "rounds": args.rounds}
     rows, lines = [], []
+
+    def save(cope_vs_rope=None):  # after every row too, so that a stopped run keeps its rows
+        pathlib.Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
+                                                       "cope_over_rope": cope_vs_rope}, indent=1))
+
     for run, pes in runs:
         task, preset = run.split(":")
         for pe in pes:
@@ -203,17 +212,15 @@ def main():
                 f"{t['tokens_per_s']:>11.0f} {t['threads']:>3} {t['peak_rss_mib']:>5.0f} | "
                 f"{row['ratio']:>6.2f}x")
             print(lines[-1], file=sys.stderr, flush=True)  # progress while the rest runs
-    load_after = os.getloadavg()
+            save()
+    load_after = meta["load_after"] = os.getloadavg()
+    meta["torch_version"] = rows[-1]["torch_version"]
     cope_vs_rope = {}
     for run, _ in runs:  # on the same thread count
         step = {r["encoding"]: next(c["median_s"] for c in r["c_all"] if c["threads"] == max(args.c_threads))
                 for r in rows if r["config"] == run}
         if "cope" in step and "rope" in step:
             cope_vs_rope[run] = step["cope"] / step["rope"]
-    meta = {"date": started, "machine": machine(), "load_before": load_before,
-            "load_after": load_after, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-            "torch_version": rows[-1]["torch_version"], "c_threads": args.c_threads,
-            "ceiling": f"{CEILING_N}^3 sgemm", "warmup": WARMUP, "rounds": args.rounds}
     print(f"\n{started} | {meta['machine']} | load {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after (1-min average) | OMP_WAIT_POLICY={meta['omp_wait_policy']}")
     print(f"one step = forward + backward + clip + AdamW on the trainer's batches (fixed sets: the "
@@ -231,8 +238,7 @@ def main():
     print("\n".join(lines))
     for run, ratio in cope_vs_rope.items():
         print(f"{run}: a cope step takes {ratio:.2f}x the time of a rope step")
-    pathlib.Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
-                                                   "cope_over_rope": cope_vs_rope}, indent=1))
+    save(cope_vs_rope)
     print(f"wrote {args.json}")
 
 
