@@ -117,7 +117,7 @@ static const Flag run_flags[] = {
     {"eval-every", "N", KIND_LONG, AT(run.eval_every), SCOPE_RUN, 0, INFINITY,
      .help = "evaluate every N steps (0: only at the end)"},
     {"eval-seqs", "N", KIND_INT, AT(run.eval_seqs), SCOPE_RUN, 1, 1 << 24,
-     .help = "sequences per evaluation split"},
+     .help = "sequences per evaluation split (--data: the first N of each of its splits)"},
     {"save-every", "N", KIND_LONG, AT(run.save_every), SCOPE_RUN, 0, INFINITY,
      .help = "save every N steps (0: only at the end and on Ctrl-C)"},
     {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, INFINITY,

@@ -79,6 +79,10 @@ int run_data_load(RunData *d, const RunConfig *r, int with_train, char *err, siz
     if (r->data[0]) {
         DatasetContents c;
         if (read_contents(r, &c, 1, err, errlen) != 0) return -1;
+        // --eval-seqs limits a file's splits too: their first sequences, a fixed subset, so
+        // that evaluating a large file (the official counting data: 2000) does not dwarf training.
+        for (int s = 0; s < c.n_splits; s++)
+            if (c.split[s].n > r->eval_seqs) c.split[s].n = r->eval_seqs;
         TaskLayout layout;
         layout_of(&c, &layout);
         eval_sets_adopt(&d->evals, &layout, c.split);
