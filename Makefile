@@ -33,7 +33,7 @@ TEST_PKGS  := libcriterion-dev python3-torch python3-numpy python3-pytest
 
 .PHONY: all demo test test-c test-py bench deps deps-test clean sanitize
 
-all: bin/train bin/eval $(TOOLS)
+all: bin/train bin/eval bin/sweep $(TOOLS)
 
 $(BUILD)/%.o: %.c $(wildcard model/*.h tasks/*.h data/*.h train/*.h)
 	@mkdir -p $(dir $@)
@@ -50,6 +50,11 @@ bin/eval: $(BUILD)/train/eval_main.o $(LIB_OBJ)
 bin/%: $(BUILD)/tests/tool_%.o $(LIB_OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# bin/sweep is the Python program in sweep/, linked so that it runs from any folder.
+bin/sweep: sweep/cli.py
+	@mkdir -p bin
+	ln -sf ../sweep/cli.py $@
 
 bin/unit_tests: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p bin
