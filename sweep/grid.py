@@ -146,7 +146,9 @@ def load(path, out=None):
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise GridError(f"{path}: malformed TOML: {e}")
+        at = re.search(r"at line (\d+)", str(e))
+        raise GridError(f"{path}{':' + at.group(1) if at else ''}: malformed TOML: {e}; see "
+                        "docs/sweeps.md for the grid file's form")
     _check_names(path, text, "the grid file", data, TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
