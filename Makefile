@@ -31,7 +31,7 @@ TOOLS    := $(TOOL_SRC:tests/tool_%.c=bin/%)
 BUILD_PKGS := gcc make libopenblas-openmp-dev libhdf5-dev libcjson-dev python3-h5py python3-matplotlib
 TEST_PKGS  := libcriterion-dev python3-torch python3-numpy python3-pytest
 
-.PHONY: all demo test test-c test-py bench deps deps-test clean sanitize
+.PHONY: all demo test test-c test-py test-slurm bench deps deps-test deps-slurm clean sanitize
 
 all: bin/train bin/eval bin/sweep $(TOOLS)
 
@@ -77,6 +77,14 @@ test-c:
 test-py:
 	$(PYTHON) -m pytest -q tests
 
+# bin/sweep's Slurm backend on a real one-node cluster started here (root; about a minute).
+test-slurm: deps deps-test deps-slurm
+	$(MAKE) all
+	$(SUDO) tests/slurm/start-local-cluster.sh $(BUILD)/slurm
+	SLURM_CONF=$(abspath $(BUILD))/slurm/slurm.conf $(PYTHON) -m pytest -q \
+	    tests/slurm/slurm_backend.py; rc=$$?; $(SUDO) tests/slurm/stop-local-cluster.sh $(BUILD)/slurm; \
+	    exit $$rc
+
 bench: deps deps-test
 	$(MAKE) all
 	$(PYTHON) tests/bench.py
@@ -100,6 +108,9 @@ deps-test:
 	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+deps-slurm:
+	@$(MAKE) --no-print-directory deps BUILD_PKGS="slurm-wlm munge"
 
 clean:
 	rm -rf build build-san bin
