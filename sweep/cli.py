@@ -57,15 +57,14 @@ def cmd_run(args, grid, sweep):
 
 def cmd_status(args, grid, sweep):
     states = _slurm_states(sweep)
-    counts = {}
+    counts = {"done": 0, "partial": 0, "new": 0}
     width = max(len(r.name) for r in grid.runs)
     for run in grid.runs:
-        text = _describe(sweep, run, states)
-        counts[text.split(",")[0].split(" ")[0]] = counts.get(text.split(",")[0].split(" ")[0],
-                                                               0) + 1
-        print(f"{run.name.ljust(width)}  {text}")
-    print(f"{len(grid.runs)} runs: " + ", ".join(
-        f"{n} {'partial' if k == 'at' else k}" for k, n in counts.items()) + f" ({sweep})")
+        st = R.state(sweep, run)
+        counts[st if isinstance(st, str) else st[0]] += 1
+        print(f"{run.name.ljust(width)}  {_describe(sweep, run, states)}")
+    print(f"{len(grid.runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+          + f" ({sweep})")
     return 0
 
 

@@ -42,6 +42,7 @@ class Progress:
         self.base_done = already_done
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.counts, self.printed = None, 0.0
 
     def show(self, done, running, failed, work_start, final=False):
         work_now = done - self.base_done + sum(_fraction(self.sweep, r) for r in running)
@@ -49,12 +50,14 @@ class Progress:
         elapsed = time.time() - self.start
         rate = (work_now - work_start) / elapsed if elapsed > 0 else 0
         eta = _duration(work_left / rate) if rate > 0 and work_left else "-" if work_left else "0s"
+        counts = (done, len(running), failed)
         line = (f"sweep: {done} done, {len(running)} running, {failed} failed of {self.total} "
                 f"| {_duration(elapsed)} | eta {eta}")
-        if self.tty and not final:
-            sys.stderr.write("\r" + line.ljust(len(self.last)))
-        elif line != self.last or final:
-            sys.stderr.write(("\r" if self.tty else "") + line + "\n")
+        if self.tty:  # one line, rewritten in place
+            sys.stderr.write("\r" + line.ljust(len(self.last)) + ("\n" if final else ""))
+        elif counts != self.counts or (not final and time.time() - self.printed > 60):
+            sys.stderr.write(line + "\n")  # a log file: a line when something changes
+            self.counts, self.printed = counts, time.time()
         sys.stderr.flush()
         self.last = line
 

@@ -86,7 +86,7 @@ def lock(sweep, run):
     descriptor, so the lock lasts as long as the training does."""
     d = run_dir(sweep, run)
     os.makedirs(d, exist_ok=True)
-    f = open(os.path.join(d, "lock"), "w")
+    f = open(os.path.join(d, "lock"), "a")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
