@@ -114,61 +114,53 @@ def _title(rest, split):
     return ", ".join([f"{k} {v}" for k, v in rest] + [split])
 
 
-def plot_errors(grid, groups, splits, metric, path):
+def _bars(ax, by_x, split, metric, scale):
+    """Final values by x: bar = mean, whiskers = min..max, dots = the runs."""
+    for k, (xval, summaries) in enumerate(by_x.items()):
+        vals = [scale * s["final"]["eval"][split][metric] for s in summaries
+                if split in s["final"]["eval"]]
+        if not vals:
+            continue
+        mean = statistics.fmean(vals)
+        ax.bar(k, mean, color=f"C{k % 10}", alpha=0.6)
+        ax.errorbar(k, mean, yerr=[[mean - min(vals)], [max(vals) - mean]], color="k", capsize=3)
+        ax.plot([k] * len(vals), vals, "k.", ms=4)
+    ax.set_xticks(range(len(by_x)), list(by_x), rotation=45 if len(by_x) > 4 else 0)
+
+
+def _curves(ax, by_x, split, metric, scale):
+    """Values over steps, one line per x: mean over seeds, band min..max."""
+    for k, (xval, summaries) in enumerate(by_x.items()):
+        # the steps every run of the group evaluated at
+        steps = sorted(set.intersection(*[{r["step"] for r in s["metrics"]} for s in summaries]))
+        per_step = [[scale * next(r for r in s["metrics"] if r["step"] == st)["eval"][split]
+                     [metric] for s in summaries] for st in steps]
+        ax.plot(steps, [statistics.fmean(v) for v in per_step], color=f"C{k % 10}", label=xval)
+        if len(summaries) > 1:
+            ax.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step],
+                            color=f"C{k % 10}", alpha=0.2)
+    ax.set_xlabel("step", fontsize=8)
+    ax.legend(fontsize=7)
+
+
+PLOTS = {"error": (_bars, "final {metric} by {x} (bar mean, whiskers min..max, dots runs)"),
+         "curves": (_curves, "{metric} while training (mean over seeds, band min..max)")}
+
+
+def plot(grid, groups, splits, metric, kind, path):
+    """One figure: a panel per split (columns) and per value of the other axes (rows)."""
+    draw, title = PLOTS[kind]
     panels = _panels(grid, groups)
     rows, cols = len(panels), len(splits)
-    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.5, 2.8 * rows + 0.4),
+    fig, axs = plt.subplots(rows, cols, figsize=(3.3 * cols + 0.5, 2.8 * rows + 0.4),
                             squeeze=False)
     scale = 1.0 if metric == "loss" else 100.0
     for i, (rest, by_x) in enumerate(panels.items()):
-        for j, sp in enumerate(splits):
-            ax = axs[i][j]
-            for k, (xval, summaries) in enumerate(by_x.items()):
-                vals = [scale * s["final"]["eval"][sp][metric] for s in summaries
-                        if sp in s["final"]["eval"]]
-                if not vals:
-                    continue
-                mean = statistics.fmean(vals)
-                ax.bar(k, mean, color=f"C{k % 10}", alpha=0.6)
-                ax.errorbar(k, mean, yerr=[[mean - min(vals)], [max(vals) - mean]], color="k",
-                            capsize=3)
-                ax.plot([k] * len(vals), vals, "k.", ms=4)
-            ax.set_xticks(range(len(by_x)), list(by_x), rotation=45 if len(by_x) > 4 else 0)
-            ax.set_title(_title(rest, sp), fontsize=9)
-            ax.set_ylabel(metric + ("" if metric == "loss" else " %"), fontsize=8)
-    fig.suptitle(f"{grid.name}: final {metric} by {grid.report['x']} (bar mean, whiskers "
-                 "min..max, dots runs)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_curves(grid, groups, splits, metric, path):
-    panels = _panels(grid, groups)
-    rows, cols = len(panels), len(splits)
-    fig, axs = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.5, 2.8 * rows + 0.4),
-                            squeeze=False)
-    scale = 1.0 if metric == "loss" else 100.0
-    for i, (rest, by_x) in enumerate(panels.items()):
-        for j, sp in enumerate(splits):
-            ax = axs[i][j]
-            for k, (xval, summaries) in enumerate(by_x.items()):
-                # the steps every run of the group evaluated at
-                steps = sorted(set.intersection(*[{r["step"] for r in s["metrics"]}
-                                                  for s in summaries]))
-                per_step = [[scale * next(r for r in s["metrics"] if r["step"] == st)["eval"][sp]
-                             [metric] for s in summaries] for st in steps]
-                ax.plot(steps, [statistics.fmean(v) for v in per_step], color=f"C{k % 10}",
-                        label=xval)
-                if len(summaries) > 1:
-                    ax.fill_between(steps, [min(v) for v in per_step],
-                                    [max(v) for v in per_step], color=f"C{k % 10}", alpha=0.2)
-            ax.set_title(_title(rest, sp), fontsize=9)
-            ax.set_xlabel("step", fontsize=8)
-            ax.set_ylabel(metric + ("" if metric == "loss" else " %"), fontsize=8)
-    axs[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{grid.name}: {metric} while training (mean over seeds, band min..max)",
-                 fontsize=10)
+        for j, split in enumerate(splits):
+            draw(axs[i][j], by_x, split, metric, scale)
+            axs[i][j].set_title(_title(rest, split), fontsize=9)
+            axs[i][j].set_ylabel(metric + ("" if metric == "loss" else " %"), fontsize=8)
+    fig.suptitle(f"{grid.name}: " + title.format(metric=metric, x=grid.report["x"]), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -228,9 +220,9 @@ def write(grid, summaries_dir, out_dir, unfinished_states):
     images = []
     if groups:
         for m in grid.report["metrics"]:
-            for kind, draw in (("error", plot_errors), ("curves", plot_curves)):
+            for kind in PLOTS:
                 path = os.path.join(out_dir, f"{kind}-{m}.png")
-                draw(grid, groups, splits, m, path)
+                plot(grid, groups, splits, m, kind, path)
                 images.append(path)
     written += images
     save_text("report.html", _html(grid, md_text, rows, splits, images))
