@@ -64,7 +64,13 @@ void sequence_set_draw(SequenceSet *set, int row, const Task *task, const TaskOp
     set->lengths[row] = n;
 }
 
-int batches_per_epoch(int n, int B) { return n / B; }
+int batches_per_epoch(int n, int B, BatchOrder how) {
+    return how == ORDER_SHUFFLE ? (n + B - 1) / B : n / B;
+}
+
+int epoch_batch_size(int n, int B, BatchOrder how, int k) {
+    return how == ORDER_SHUFFLE && (k + 1) * B > n ? n - k * B : B;
+}
 
 static int ascending(const void *pa, const void *pb) {
     int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
@@ -80,13 +86,14 @@ static void shuffle(int *x, int n, Rng *rng) {
     }
 }
 
-void epoch_order(int *order, int64_t *work, const int32_t *lengths, int n, int B, uint64_t seed,
-                 long epoch) {
+void epoch_order(int *order, int64_t *work, const int32_t *lengths, int n, int B, BatchOrder how,
+                 uint64_t seed, long epoch) {
     Rng rng;
     rng_seed(&rng, hash_mix(seed, (uint64_t)epoch));
     for (int i = 0; i < n; i++) order[i] = i;
     shuffle(order, n, &rng);
-    int nb = batches_per_epoch(n, B), used = nb * B, pool = EPOCH_POOL * B;
+    if (how == ORDER_SHUFFLE) return;
+    int nb = batches_per_epoch(n, B, how), used = nb * B, pool = EPOCH_POOL * B;
     // Sort keys: length, then row id, so that equal lengths still have one order (qsort is not
     // stable).
     for (int i = 0; i < used; i++) work[i] = (int64_t)lengths[order[i]] << 32 | order[i];

@@ -42,17 +42,24 @@ int sequence_set_generate(SequenceSet *set, const Task *task, const TaskOptions 
 void sequence_set_draw(SequenceSet *set, int row, const Task *task, const TaskOptions *opt,
                        int split, Rng *rng);
 
-// The order in which epoch `epoch` of a fixed training set of n sequences is trained, as
-// batches_per_epoch(n, B) batches of B row indices (order[k B .. k B + B - 1] is batch k):
-// a permutation drawn from (seed, epoch), sorted by length within pools of EPOCH_POOL batches
-// so that each batch holds sequences of similar length (little padding to compute), cut into
-// batches whose order is then shuffled. The n mod B sequences left over differ every epoch.
-// A pure function of its arguments: a resumed run recomputes the epoch it stopped in.
+// How an epoch of a fixed training set of n sequences is cut into batches of B, both from a
+// permutation drawn from (seed, epoch):
+//   pooled:  sorted by length within pools of EPOCH_POOL batches, so that each batch holds
+//            sequences of similar length (little padding to compute), cut into n / B batches
+//            whose order is then shuffled; the n mod B sequences left over differ every epoch.
+//   shuffle: the permutation cut in order into ceil(n / B) batches, the last one short when B
+//            does not divide n: every sequence once per epoch, as a shuffling PyTorch
+//            DataLoader that keeps its last batch (the CoPE paper's trainer).
+// Batch k is order[k B .. k B + epoch_batch_size(k) - 1]. A pure function of its arguments: a
+// resumed run recomputes the epoch it stopped in.
+typedef enum { ORDER_POOLED = 0, ORDER_SHUFFLE = 1 } BatchOrder;
 #define EPOCH_POOL 16
-int batches_per_epoch(int n, int B);
+int batches_per_epoch(int n, int B, BatchOrder how);
+// Sequences in batch k of an epoch: B, but for shuffle's short last batch.
+int epoch_batch_size(int n, int B, BatchOrder how, int k);
 // order and work: [n] each.
-void epoch_order(int *order, int64_t *work, const int32_t *lengths, int n, int B, uint64_t seed,
-                 long epoch);
+void epoch_order(int *order, int64_t *work, const int32_t *lengths, int n, int B, BatchOrder how,
+                 uint64_t seed, long epoch);
 
 // Copies the rows indices[0..B-1] into inputs/targets as a [B, T] batch, T being the longest
 // of them, and returns T.

@@ -28,6 +28,7 @@ const char *gpt_config_check(const GPTConfig *c) {
         return msg;
     }
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) return "--dropout must be in [0, 1)";
+    if (!(c->ffn_dropout >= 0.0f && c->ffn_dropout < 1.0f)) return "--ffn-dropout must be in [0, 1)";
     if (!(c->init_std > 0.0f && c->emb_std > 0.0f))
         return "--init-std and --emb-std must be positive (GPT-2: 0.02)";
     if (!c->pe) return "no positional encoding given; pass --pe";
@@ -53,7 +54,7 @@ const char *gpt_config_check(const GPTConfig *c) {
 #define NO_FIELD ((size_t)-1)
 
 static void add_tensor(GPT *m, const char *name, int ndim, const int *shape, int decay,
-                       size_t field, float init_std) {
+                       size_t field, TensorInit init, float init_scale) {
     TensorInfo *t = &m->tensors[m->n_tensors];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
@@ -65,7 +66,8 @@ static void add_tensor(GPT *m, const char *name, int ndim, const int *shape, int
     t->offset = m->num_parameters;
     t->weight_decay = decay;
     t->trainable = 1;
-    t->init_std = init_std;
+    t->init = init;
+    t->init_scale = init_scale;
     t->field = field;
     m->num_parameters += t->size;
     m->n_tensors++;
@@ -81,56 +83,77 @@ static void add_pe_tensors(GPT *m, int layer, size_t field) {
         if (specs[i].per_layer != (layer >= 0)) continue;
         char name[64];
         snprintf(name, sizeof name, specs[i].name, layer);
-        float std = specs[i].init == PE_INIT_NORMAL ? specs[i].init_std : 0.0f;
+        int normal = specs[i].init == PE_INIT_NORMAL;
         add_tensor(m, name, specs[i].ndim, specs[i].shape, specs[i].weight_decay,
-                   first ? field : NO_FIELD, std);
+                   first ? field : NO_FIELD, normal ? TENSOR_NORMAL : TENSOR_CONST,
+                   normal ? specs[i].init_std : 0.0f);
         first = 0;
     }
+}
+
+// How a Linear layer of fan_in inputs is drawn (InitScheme): weight and bias, as (kind, scale)
+// pairs; `residual` marks the projections that write into the residual stream.
+typedef struct {
+    TensorInit w_init, b_init;
+    float w_scale, b_scale;
+} LinearInit;
+
+static LinearInit linear_init(const GPTConfig *c, int fan_in, int residual) {
+    float depth = residual ? sqrtf(2.0f * c->n_layer) : 1.0f;
+    if (c->init == INIT_TORCH) {
+        // kaiming_uniform(a = sqrt(5)) reduces to the bound 1/sqrt(fan_in); the CoPE trainer
+        // divides its residual projections' weights (not biases) by sqrt(2L) in pre-norm only
+        float bound = 1.0f / sqrtf((float)fan_in);
+        return (LinearInit){TENSOR_UNIFORM, TENSOR_UNIFORM,
+                            c->norm == NORM_PRE ? bound / depth : bound, bound};
+    }
+    return (LinearInit){TENSOR_NORMAL, TENSOR_CONST, c->init_std / depth, 0.0f};
 }
 
 static void build_table(GPT *m) {
     const GPTConfig *c = &m->config;
     int V = c->vocab_size, C = c->n_embd, F = c->ffn_dim;
-    float std = c->init_std, proj_std = c->init_std / sqrtf(2.0f * c->n_layer);
+    LinearInit qkv = linear_init(c, C, 0), attproj = linear_init(c, C, 1),
+               fc = linear_init(c, C, 0), fcproj = linear_init(c, F, 1);
     m->n_tensors = 0;
     m->num_parameters = 0;
-    add_tensor(m, "wte.weight", 2, (int[]){V, C}, 1, FIELD(wte), c->emb_std);
+    add_tensor(m, "wte.weight", 2, (int[]){V, C}, 1, FIELD(wte), TENSOR_NORMAL, c->emb_std);
     add_pe_tensors(m, -1, FIELD(pe_shared));
     for (int l = 0; l < c->n_layer; l++) {
         char name[64];
-#define LAYER_TENSOR(key, ndim, shape, decay, f, init)                    \
+#define LAYER_TENSOR(key, ndim, shape, decay, f, init, scale)             \
     snprintf(name, sizeof name, "blocks.%d." key, l);                     \
-    add_tensor(m, name, ndim, (int[])shape, decay, FIELD(layer[l].f), init)
+    add_tensor(m, name, ndim, (int[])shape, decay, FIELD(layer[l].f), init, scale)
 #define SHAPE(...) {__VA_ARGS__}
-        LAYER_TENSOR("ln1.weight", 1, SHAPE(C), 0, ln1w, -1.0f);
-        LAYER_TENSOR("ln1.bias", 1, SHAPE(C), 0, ln1b, 0.0f);
-        LAYER_TENSOR("attn.qkv.weight", 2, SHAPE(3 * C, C), 1, qkvw, std);
-        LAYER_TENSOR("attn.qkv.bias", 1, SHAPE(3 * C), 0, qkvb, 0.0f);
-        LAYER_TENSOR("attn.proj.weight", 2, SHAPE(C, C), 1, attprojw, proj_std);
-        LAYER_TENSOR("attn.proj.bias", 1, SHAPE(C), 0, attprojb, 0.0f);
-        LAYER_TENSOR("ln2.weight", 1, SHAPE(C), 0, ln2w, -1.0f);
-        LAYER_TENSOR("ln2.bias", 1, SHAPE(C), 0, ln2b, 0.0f);
-        LAYER_TENSOR("mlp.fc.weight", 2, SHAPE(F, C), 1, fcw, std);
-        LAYER_TENSOR("mlp.fc.bias", 1, SHAPE(F), 0, fcb, 0.0f);
-        LAYER_TENSOR("mlp.proj.weight", 2, SHAPE(C, F), 1, fcprojw, proj_std);
-        LAYER_TENSOR("mlp.proj.bias", 1, SHAPE(C), 0, fcprojb, 0.0f);
+        LAYER_TENSOR("ln1.weight", 1, SHAPE(C), 0, ln1w, TENSOR_CONST, 1.0f);
+        LAYER_TENSOR("ln1.bias", 1, SHAPE(C), 0, ln1b, TENSOR_CONST, 0.0f);
+        LAYER_TENSOR("attn.qkv.weight", 2, SHAPE(3 * C, C), 1, qkvw, qkv.w_init, qkv.w_scale);
+        LAYER_TENSOR("attn.qkv.bias", 1, SHAPE(3 * C), 0, qkvb, qkv.b_init, qkv.b_scale);
+        LAYER_TENSOR("attn.proj.weight", 2, SHAPE(C, C), 1, attprojw, attproj.w_init, attproj.w_scale);
+        LAYER_TENSOR("attn.proj.bias", 1, SHAPE(C), 0, attprojb, attproj.b_init, attproj.b_scale);
+        LAYER_TENSOR("ln2.weight", 1, SHAPE(C), 0, ln2w, TENSOR_CONST, 1.0f);
+        LAYER_TENSOR("ln2.bias", 1, SHAPE(C), 0, ln2b, TENSOR_CONST, 0.0f);
+        LAYER_TENSOR("mlp.fc.weight", 2, SHAPE(F, C), 1, fcw, fc.w_init, fc.w_scale);
+        LAYER_TENSOR("mlp.fc.bias", 1, SHAPE(F), 0, fcb, fc.b_init, fc.b_scale);
+        LAYER_TENSOR("mlp.proj.weight", 2, SHAPE(C, F), 1, fcprojw, fcproj.w_init, fcproj.w_scale);
+        LAYER_TENSOR("mlp.proj.bias", 1, SHAPE(C), 0, fcprojb, fcproj.b_init, fcproj.b_scale);
         if (c->moice.n_bases) {
             // W1 and W3 at 1/sqrt(d) keep u1, u3 of the order of q's entries, so the gated
             // product h is not vanishingly small; W2 at 0.02 starts the routing near uniform
             // (and nearly load-balanced) while giving every weight a gradient from step one.
             int N = c->moice.n_bases, d = C / c->n_head;
             float in_std = 1.0f / sqrtf((float)d);
-            LAYER_TENSOR("attn.router.w1.weight", 2, SHAPE(N, d), 1, router_w1, in_std);
-            LAYER_TENSOR("attn.router.w3.weight", 2, SHAPE(N, d), 1, router_w3, in_std);
-            LAYER_TENSOR("attn.router.w2.weight", 2, SHAPE(N, N), 1, router_w2, 0.02f);
+            LAYER_TENSOR("attn.router.w1.weight", 2, SHAPE(N, d), 1, router_w1, TENSOR_NORMAL, in_std);
+            LAYER_TENSOR("attn.router.w3.weight", 2, SHAPE(N, d), 1, router_w3, TENSOR_NORMAL, in_std);
+            LAYER_TENSOR("attn.router.w2.weight", 2, SHAPE(N, N), 1, router_w2, TENSOR_NORMAL, 0.02f);
         }
 #undef LAYER_TENSOR
 #undef SHAPE
         add_pe_tensors(m, l, FIELD(layer[l].pe));
     }
     if (c->norm == NORM_PRE) {
-        add_tensor(m, "ln_f.weight", 1, (int[]){C}, 0, FIELD(lnfw), -1.0f);
-        add_tensor(m, "ln_f.bias", 1, (int[]){C}, 0, FIELD(lnfb), 0.0f);
+        add_tensor(m, "ln_f.weight", 1, (int[]){C}, 0, FIELD(lnfw), TENSOR_CONST, 1.0f);
+        add_tensor(m, "ln_f.bias", 1, (int[]){C}, 0, FIELD(lnfb), TENSOR_CONST, 0.0f);
     }
 }
 
@@ -289,7 +312,9 @@ void gpt_init(GPT *m, uint64_t seed) {
         const TensorInfo *t = &m->tensors[i];
         float *p = m->params_memory + t->offset;
         for (size_t k = 0; k < t->size; k++)
-            p[k] = t->init_std < 0.0f ? -t->init_std : t->init_std == 0.0f ? 0.0f : t->init_std * rng_normal(&rng);
+            p[k] = t->init == TENSOR_NORMAL    ? t->init_scale * rng_normal(&rng)
+                   : t->init == TENSOR_UNIFORM ? t->init_scale * (2.0f * rng_float(&rng) - 1.0f)
+                                               : t->init_scale;
     }
 }
 
@@ -320,13 +345,14 @@ void gpt_set_trainable(GPT *m, TrainableSet set) {
 // forward and backward
 
 // Dropout sites: every (step key, layer, site) draws an independent mask.
-enum { SITE_EMBEDDING, SITE_ATTENTION, SITE_ATTENTION_OUT, SITE_MLP_OUT };
+enum { SITE_EMBEDDING, SITE_ATTENTION, SITE_ATTENTION_OUT, SITE_MLP_OUT, SITE_MLP_HIDDEN };
 
 static uint64_t site_key(const GPT *m, int layer, int site) {
     return hash_mix(hash_mix(m->dropout_key, (uint64_t)(layer + 1)), (uint64_t)site);
 }
 
 static float active_dropout(const GPT *m) { return m->training ? m->config.dropout : 0.0f; }
+static float active_ffn_dropout(const GPT *m) { return m->training ? m->config.ffn_dropout : 0.0f; }
 
 static const float *layer_output(const GPT *m, int l) {
     const LayerActs *la = &m->acts.layer[l];
@@ -404,7 +430,7 @@ static void attention_block_backward(GPT *m, int l, float *dout, float *dinp, co
         matmul_backward(need_dinp ? dinp : NULL, g->qkvw, g->qkvb, s->dqkv, inp, p->qkvw, N, C, 3 * C);
 }
 
-// fcproj = drop(act(inp Wfc^T + bfc) Wproj^T + bproj)
+// fcproj = drop(drop_ffn(act(inp Wfc^T + bfc)) Wproj^T + bproj)
 static void mlp_block_forward(GPT *m, int l, const float *inp) {
     const GPTConfig *c = &m->config;
     const LayerParams *p = &m->params.layer[l];
@@ -412,6 +438,8 @@ static void mlp_block_forward(GPT *m, int l, const float *inp) {
     int C = c->n_embd, F = c->ffn_dim, N = m->B * m->T;
     matmul_forward(a->fch, inp, p->fcw, p->fcb, N, C, F);
     activation_forward(a->fch_act, a->fch, (size_t)N * F, c->act);
+    // fch_act keeps the dropped values: they are what the projection's weight gradient needs
+    dropout_apply(a->fch_act, (size_t)N * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
     matmul_forward(a->fcproj, a->fch_act, p->fcprojw, p->fcprojb, N, F, C);
     dropout_apply(a->fcproj, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
 }
@@ -427,6 +455,7 @@ static void mlp_block_backward(GPT *m, int l, float *dout, float *dinp, const fl
     dropout_apply(dout, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
     memset(dfch, 0, (size_t)N * F * sizeof(float));
     matmul_backward(dfch, g->fcprojw, g->fcprojb, dout, a->fch_act, p->fcprojw, N, F, C);
+    dropout_apply(dfch, (size_t)N * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
     activation_backward(dfch, dfch, a->fch, (size_t)N * F, c->act);
     matmul_backward(dinp, g->fcw, g->fcb, dfch, inp, p->fcw, N, C, F);
 }

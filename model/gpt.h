@@ -30,6 +30,13 @@ typedef struct {
     float aux_weight;              // of the load-balancing loss in the training objective
 } MoICEOptions;
 typedef enum { ACT_GELU = 0, ACT_RELU = 1 } Activation;
+// How gpt_init draws the Linear layers (the attention and MLP matrices and their biases):
+//   gpt2:  weights N(0, init_std), residual projections N(0, init_std / sqrt(2L)), biases 0;
+//   torch: PyTorch's nn.Linear default, as the CoPE paper's trainer keeps it: weights and
+//          biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the residual projections' weights divided
+//          by sqrt(2L) in pre-norm models only.
+// Embeddings are N(0, emb_std) in both; PE tables as each encoding declares.
+typedef enum { INIT_GPT2 = 0, INIT_TORCH = 1 } InitScheme;
 
 typedef struct GPTConfig {
     int vocab_size;  // V, set by the task
@@ -39,19 +46,24 @@ typedef struct GPTConfig {
     int n_head;      // H; head dim d = C / H
     int ffn_dim;     // F, MLP width (default 4C)
     float dropout;   // p on embeddings, attention probabilities and both residual branches
+    float ffn_dropout;  // p on the MLP's hidden activations, after act (the CoPE trainer's)
     NormPlacement norm;
     Activation act;
     const PositionalEncoding *pe;
     PEOptions pe_opt;
     MoICEOptions moice;
-    // gpt_init's standard deviations: matrices (residual projections divided by sqrt(2L)), and
-    // the embedding tables wte and wpe. GPT-2 uses 0.02 for both; larger values shorten the
-    // plateau before a content lookup forms (README, kvret).
+    // gpt_init's scheme for the Linear layers, and its standard deviations: matrices (gpt2
+    // scheme only; residual projections divided by sqrt(2L)), and the embedding tables wte and
+    // wpe. GPT-2 uses 0.02 for both; larger values shorten the plateau before a content lookup
+    // forms (docs/results, kvret).
+    InitScheme init;
     float init_std, emb_std;
 } GPTConfig;
 
 // Checks a config; returns NULL when it is valid, else a message naming the problem and fix.
 const char *gpt_config_check(const GPTConfig *c);
+
+typedef enum { TENSOR_CONST, TENSOR_NORMAL, TENSOR_UNIFORM } TensorInit;
 
 typedef struct {
     char name[64];   // state_dict key, e.g. "blocks.0.attn.qkv.weight"
@@ -61,7 +73,8 @@ typedef struct {
     int shape[3];
     int weight_decay;  // AdamW decays matrices and embeddings, not biases or LayerNorm gains
     int trainable;     // 0: frozen (no gradient products, no update, no optimiser state)
-    float init_std;    // gpt_init: N(0, init_std); 0: zeros; < 0: the constant -init_std
+    TensorInit init;   // how gpt_init draws it, with init_scale
+    float init_scale;  // the constant, the normal's standard deviation or the uniform's bound
     size_t field;      // byte offset of its named pointer in ParameterTensors, or (size_t)-1
 } TensorInfo;
 
@@ -188,9 +201,9 @@ typedef struct {
 int gpt_build(GPT *model, const GPTConfig *config, int max_batch, char *err, size_t errlen);
 void gpt_free(GPT *model);
 
-// GPT-2 style initialisation: N(0, init_std) weights, N(0, emb_std) embeddings (both 0.02 by
-// default), residual projections scaled by 1/sqrt(2L),
-// zero biases, unit LayerNorm gains; PE tensors as they declare.
+// Draws every tensor as its TensorInfo says, in table order from one stream: the Linear layers
+// by the config's InitScheme, N(0, emb_std) embeddings, unit LayerNorm gains and zero LayerNorm
+// biases, PE tensors as they declare.
 void gpt_init(GPT *model, uint64_t seed);
 
 // Looks a tensor up by state_dict key; NULL if absent.

@@ -4,6 +4,7 @@
 // one message naming the problem, not a crash.
 #include <criterion/criterion.h>
 #include <hdf5.h>
+#include <math.h>
 #include <hdf5_hl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,14 +67,14 @@ Test(dataset, an_epoch_is_a_deterministic_permutation_of_similar_length_batches)
     for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
     int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int)), *c = malloc(N * sizeof(int));
     int64_t *work = malloc(N * sizeof(int64_t));
-    int used = batches_per_epoch(N, B) * B;
+    int used = batches_per_epoch(N, B, ORDER_POOLED) * B;
     cr_assert_eq(used, 1000 / 8 * 8);
-    epoch_order(a, work, set.lengths, N, B, 7, 3);
-    epoch_order(b, work, set.lengths, N, B, 7, 3);
-    epoch_order(c, work, set.lengths, N, B, 7, 4);
+    epoch_order(a, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(b, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 7, 4);
     cr_assert_arr_eq(a, b, used * sizeof(int), "same seed and epoch, another order");
     cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
-    epoch_order(c, work, set.lengths, N, B, 8, 3);
+    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 8, 3);
     cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "seeds 7 and 8 gave the same order");
     char *seen = calloc(N, 1);
     long padded = 0, random_padded = 0;
@@ -96,6 +97,37 @@ Test(dataset, an_epoch_is_a_deterministic_permutation_of_similar_length_batches)
     cr_assert_lt(padded * 5, random_padded, "pools sorted by length should cut padding 5x: %ld vs %ld",
                  padded, random_padded);
     free(a), free(b), free(c), free(work), free(seen);
+    sequence_set_free(&set);
+}
+
+// --batch-order shuffle, as a shuffling DataLoader that keeps its last batch: ceil(n/B)
+// batches, every row exactly once per epoch, the last batch short, and the permutation uniform
+// (no length sorting: the mean length of the first half of the epoch matches the second's).
+Test(dataset, a_shuffled_epoch_holds_every_row_once_with_a_short_last_batch) {
+    enum { N = 1003, B = 8, W = 64 };
+    SequenceSet set;
+    varied_set(&set, N, W);
+    for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
+    int nb = batches_per_epoch(N, B, ORDER_SHUFFLE);
+    cr_assert_eq(nb, 126);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_SHUFFLE, 0), B);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_SHUFFLE, nb - 1), N - (nb - 1) * B);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_POOLED, nb - 2), B);
+    int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int));
+    int64_t *work = malloc(N * sizeof(int64_t));
+    epoch_order(a, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 3);
+    epoch_order(b, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 4);
+    cr_assert(memcmp(a, b, N * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
+    char *seen = calloc(N, 1);
+    double half[2] = {0, 0};
+    for (int i = 0; i < N; i++) {
+        cr_assert(a[i] >= 0 && a[i] < N && !seen[a[i]], "row %d repeated or out of range", a[i]);
+        seen[a[i]] = 1;
+        half[2 * i >= N] += set.lengths[a[i]];
+    }
+    // lengths uniform on 1..64: each half's mean has a standard error near 0.8
+    cr_assert_lt(fabs(half[0] - half[1]) / (N / 2.0), 4.0, "the order sorts by length");
+    free(a), free(b), free(work), free(seen);
     sequence_set_free(&set);
 }
 

@@ -24,6 +24,7 @@ typedef struct {
     Activation act;
     float dropout;
     int npos;  // rel_npos / cope_npos; small values exercise the clamped positions
+    float ffn_dropout;
 } ModelCase;
 
 typedef struct {
@@ -54,7 +55,8 @@ static double model_loss(void *p) {
 
 static void check_model(const ModelCase *mc, const MoICECase *moice) {
     GPTConfig cfg = {.vocab_size = 7, .seq_len = 12, .n_layer = 2, .n_embd = 16, .n_head = 2,
-                     .ffn_dim = 24, .dropout = mc->dropout, .norm = mc->norm, .act = mc->act,
+                     .ffn_dim = 24, .dropout = mc->dropout, .ffn_dropout = mc->ffn_dropout,
+                     .norm = mc->norm, .act = mc->act,
                      .pe = pe_find(mc->pe),
                      .pe_opt = {.rope_base = 10000.0f, .rel_npos = mc->npos, .cope_npos = mc->npos},
                      .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
@@ -99,8 +101,9 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
         double err_rel = gradcheck(model_loss, &ctx, model.params_memory + ti->offset,
                                    grads + ti->offset, ti->size, 12, max_grad < 0.05f ? 1e-2f : 1e-3f,
                                    100 + t);
-        cr_expect_lt(err_rel, 1e-2, "%s pe=%s norm=%d act=%d dropout=%.1f moice %d: rel err %.2e",
-                     ti->name, mc->pe, mc->norm, mc->act, mc->dropout, cfg.moice.n_bases, err_rel);
+        cr_expect_lt(err_rel, 1e-2, "%s pe=%s norm=%d act=%d dropout=%.1f/%.1f moice %d: rel err %.2e",
+                     ti->name, mc->pe, mc->norm, mc->act, mc->dropout, mc->ffn_dropout,
+                     cfg.moice.n_bases, err_rel);
     }
     free(grads), free(ctx.inputs), free(ctx.targets);
     gpt_free(&model);
@@ -108,16 +111,17 @@ static void check_model(const ModelCase *mc, const MoICECase *moice) {
 
 ParameterizedTestParameters(model, whole_model_backward_matches_finite_differences) {
     static ModelCase cases[] = {
-        {"none", NORM_PRE, ACT_GELU, 0.0f, 0}, {"none", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"abs", NORM_PRE, ACT_GELU, 0.0f, 0},  {"abs", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"abs", NORM_PRE, ACT_GELU, 0.2f, 0},  {"abs", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"sin", NORM_PRE, ACT_GELU, 0.0f, 0},  {"sin", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"rel", NORM_PRE, ACT_GELU, 0.0f, 0},  {"rel", NORM_POST, ACT_GELU, 0.2f, 5},
-        {"t5", NORM_PRE, ACT_GELU, 0.0f, 0},   {"t5", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"alibi", NORM_PRE, ACT_GELU, 0.0f, 0}, {"alibi", NORM_POST, ACT_GELU, 0.0f, 0},
-        {"rope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"rope", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 0}, {"cope", NORM_POST, ACT_GELU, 0.2f, 0},
-        {"cope", NORM_PRE, ACT_GELU, 0.0f, 3},
+        {"none", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"none", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
+        {"abs", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"abs", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
+        {"abs", NORM_PRE, ACT_GELU, 0.2f, 0, 0.0f},  {"abs", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
+        {"sin", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"sin", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
+        {"rel", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},  {"rel", NORM_POST, ACT_GELU, 0.2f, 5, 0.0f},
+        {"t5", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f},   {"t5", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
+        {"alibi", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"alibi", NORM_POST, ACT_GELU, 0.0f, 0, 0.0f},
+        {"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"rope", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
+        {"cope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, {"cope", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f},
+        {"cope", NORM_PRE, ACT_GELU, 0.0f, 3, 0.0f},
+        {"abs", NORM_POST, ACT_GELU, 0.1f, 0, 0.3f},  {"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.3f},
     };
     return cr_make_param_array(ModelCase, cases, sizeof cases / sizeof cases[0]);
 }
@@ -129,8 +133,8 @@ ParameterizedTest(ModelCase *mc, model, whole_model_backward_matches_finite_diff
 ParameterizedTestParameters(model, moice_backward_matches_finite_differences) {
     // all N bases kept (K = N), pre-norm, and post-norm with dropout (one mask per base)
     static MoICECase cases[] = {
-        {{"rope", NORM_PRE, ACT_GELU, 0.0f, 0}, 4, 0.2f},
-        {{"rope", NORM_POST, ACT_GELU, 0.2f, 0}, 3, 0.3f},
+        {{"rope", NORM_PRE, ACT_GELU, 0.0f, 0, 0.0f}, 4, 0.2f},
+        {{"rope", NORM_POST, ACT_GELU, 0.2f, 0, 0.0f}, 3, 0.3f},
     };
     return cr_make_param_array(MoICECase, cases, sizeof cases / sizeof cases[0]);
 }
@@ -195,6 +199,76 @@ Test(model, init_scales_as_configured) {
     gpt_free(&m);
     cfg.init_std = 0.0f;
     cr_expect(strstr(gpt_config_check(&cfg), "--init-std and --emb-std must be positive") != NULL);
+}
+
+// --init-scheme torch: every Linear weight and bias is uniform within 1/sqrt(fan_in) (the
+// bound reached within 1%, and the standard deviation bound/sqrt(3) within 5%), the residual
+// projections' weights divided by sqrt(2L) in pre-norm only, embeddings still N(0, emb_std).
+static void check_torch_init(NormPlacement norm) {
+    GPTConfig cfg = {.vocab_size = 50, .seq_len = 40, .n_layer = 2, .n_embd = 32, .n_head = 4,
+                     .ffn_dim = 128, .norm = norm, .pe = pe_find("abs"), .init = INIT_TORCH,
+                     .init_std = GPT2_INIT_STD, .emb_std = 0.25f};
+    GPT m;
+    char err[256];
+    cr_assert_eq(gpt_build(&m, &cfg, 1, err, sizeof err), 0, "%s", err);
+    gpt_init(&m, 3);
+    float c = 1.0f / sqrtf(32.0f), f = 1.0f / sqrtf(128.0f), depth = norm == NORM_PRE ? 2.0f : 1.0f;
+    const struct {
+        const char *name;
+        float bound;  // 0: normal with std 0.25
+    } expect[] = {{"wte.weight", 0}, {"wpe.weight", 0},
+                  {"blocks.0.attn.qkv.weight", c}, {"blocks.0.attn.qkv.bias", c},
+                  {"blocks.1.attn.proj.weight", c / depth}, {"blocks.1.attn.proj.bias", c},
+                  {"blocks.0.mlp.fc.weight", c}, {"blocks.1.mlp.fc.bias", c},
+                  {"blocks.0.mlp.proj.weight", f / depth}, {"blocks.0.mlp.proj.bias", f}};
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const TensorInfo *t = gpt_tensor(&m, expect[i].name);
+        cr_assert_not_null(t, "no tensor %s", expect[i].name);
+        const float *p = m.params_memory + t->offset;
+        double sum2 = 0.0, top = 0.0;
+        for (size_t k = 0; k < t->size; k++) sum2 += (double)p[k] * p[k], top = fmax(top, fabs(p[k]));
+        double std = sqrt(sum2 / (double)t->size);
+        double want = expect[i].bound ? expect[i].bound / sqrt(3.0) : 0.25;
+        // biases have only 32..128 entries: their spread is checked by the bound alone
+        if (t->size >= 1000)
+            cr_expect(fabs(std - want) <= 0.05 * want, "%s: std %.4f, expected %.4f", expect[i].name,
+                      std, want);
+        if (expect[i].bound)
+            cr_expect(top <= expect[i].bound && (t->size < 1000 || top >= 0.99 * expect[i].bound),
+                      "%s: largest |w| %.4f, bound %.4f", expect[i].name, top, expect[i].bound);
+    }
+    gpt_free(&m);
+}
+
+Test(model, torch_init_is_pytorch_linear_default_scaled_in_pre_norm_only) {
+    check_torch_init(NORM_PRE);
+    check_torch_init(NORM_POST);
+}
+
+// --ffn-dropout drops the MLP's hidden activations in training only: with p = 0.5 about half
+// of them are zero (gelu gives no exact zeros), none in evaluation.
+Test(model, ffn_dropout_drops_hidden_activations_in_training_only) {
+    GPTConfig cfg = {.vocab_size = 11, .seq_len = 32, .n_layer = 1, .n_embd = 16, .n_head = 2,
+                     .ffn_dim = 64, .ffn_dropout = 0.5f, .pe = pe_find("rope"),
+                     .pe_opt = {.rope_base = 10000.0f}, .init_std = 0.3f, .emb_std = 1.0f};
+    GPT m;
+    char err[256];
+    cr_assert_eq(gpt_build(&m, &cfg, 4, err, sizeof err), 0, "%s", err);
+    gpt_init(&m, 1);
+    int32_t in[128], tg[128];
+    for (int i = 0; i < 128; i++) in[i] = (i * 7) % 11, tg[i] = (i * 5) % 11;
+    size_t n = (size_t)128 * 64;
+    for (int training = 0; training <= 1; training++) {
+        gpt_forward(&m, in, tg, 4, 32, training, 99);
+        size_t zeros = 0;
+        for (size_t i = 0; i < n; i++) zeros += m.acts.layer[0].fch_act[i] == 0.0f;
+        double share = (double)zeros / (double)n;
+        if (training)
+            cr_expect(fabs(share - 0.5) < 0.03, "%.3f of the hidden units dropped, not 0.5", share);
+        else
+            cr_expect_eq(zeros, 0, "evaluation dropped %zu hidden units", zeros);
+    }
+    gpt_free(&m);
 }
 
 Test(model, config_check_names_the_problem) {

@@ -116,11 +116,11 @@ int main(int argc, char **argv) {
     if (layout.train_size) {
         if (sequence_set_generate(&set, task, &topt, &layout, -1, layout.train_size, dataset_seed(-1)))
             die("out of memory for the training set");
-        if (n_batches > batches_per_epoch(set.n, B)) die("--steps too many for one epoch of the training set");
+        if (n_batches > batches_per_epoch(set.n, B, ORDER_POOLED)) die("--steps too many for one epoch of the training set");
         order = malloc(sizeof(int) * set.n);
         int64_t *work = malloc(sizeof(int64_t) * set.n);
         if (!order || !work) die("out of memory for the epoch order");
-        epoch_order(order, work, set.lengths, set.n, B, 1, 0);
+        epoch_order(order, work, set.lengths, set.n, B, ORDER_POOLED, 1, 0);
         free(work);
     } else {
         // One stream batch serves every step: its values do not change the work.

@@ -58,7 +58,8 @@ typedef struct {
 
 _Static_assert(sizeof(NormPlacement) == sizeof(int) && sizeof(Activation) == sizeof(int) &&
                    sizeof(Schedule) == sizeof(int) && sizeof(KvPositions) == sizeof(int) &&
-                   sizeof(TrainableSet) == sizeof(int),
+                   sizeof(TrainableSet) == sizeof(int) && sizeof(InitScheme) == sizeof(int) &&
+                   sizeof(BatchOrder) == sizeof(int),
                "choice flags store their enum as an int");
 
 static const Flag flags[] = {
@@ -75,8 +76,12 @@ static const Flag flags[] = {
      .help = "LayerNorm before each sublayer or after each residual add"},
     {"act", "gelu|relu", KIND_CHOICE, AT(run.model.act), SCOPE_MODEL, .choices = act_names,
      .help = "MLP activation (gelu: tanh approximation)"},
+    {"init-scheme", "gpt2|torch", KIND_CHOICE, AT(run.model.init), SCOPE_MODEL,
+     .choices = init_names,
+     .help = "Linear layers: gpt2 N(0, --init-std), zero biases; torch: PyTorch's default "
+             "U(+-1/sqrt(fan_in)) weights and biases (the CoPE paper's trainer)"},
     {"init-std", "X", KIND_FLOAT, AT(run.model.init_std), SCOPE_MODEL, 0, INFINITY, 1,
-     .help = "init N(0, X) of the matrices (residual projections X/sqrt(2L))"},
+     .help = "gpt2 init: N(0, X) of the matrices (residual projections X/sqrt(2L))"},
     {"emb-std", "X", KIND_FLOAT, AT(run.model.emb_std), SCOPE_MODEL, 0, INFINITY, 1,
      .help = "init N(0, X) of the embeddings wte (and wpe of abs)"},
     {"rope-base", "X", KIND_FLOAT, AT(run.model.pe_opt.rope_base), SCOPE_MODEL, 0, INFINITY, 1,
@@ -133,6 +138,10 @@ static const Flag flags[] = {
      .help = "counting: statements per sample, uniform from 3 to N (official: 512)"},
 
     {"batch", "N", KIND_INT, AT(run.batch), SCOPE_TRAIN, 1, 1 << 20, .help = "sequences per step"},
+    {"batch-order", "pooled|shuffle", KIND_CHOICE, AT(run.batch_order), SCOPE_TRAIN,
+     .choices = batch_order_names,
+     .help = "epochs of a fixed training set: batches of similar length (drops n mod B), or a "
+             "uniform shuffle keeping the short last batch (the CoPE paper's trainer)"},
     {"lr", "X", KIND_FLOAT, AT(run.lr), SCOPE_TRAIN, 0, INFINITY, 1,
      .help = "peak learning rate (AdamW)"},
     {"min-lr", "X", KIND_FLOAT, AT(run.min_lr), SCOPE_TRAIN, 0, INFINITY,
@@ -151,6 +160,8 @@ static const Flag flags[] = {
      .help = "max global gradient norm; 0 turns clipping off"},
     {"dropout", "P", KIND_FLOAT, AT(run.model.dropout), SCOPE_TRAIN, 0, 1, 0, 1,
      .help = "dropout on embeddings, attention and residual branches"},
+    {"ffn-dropout", "P", KIND_FLOAT, AT(run.model.ffn_dropout), SCOPE_TRAIN, 0, 1, 0, 1,
+     .help = "dropout on the MLP's hidden activations (the CoPE paper's trainer: as --dropout)"},
     {"seed", "N", KIND_SEED, AT(run.seed), SCOPE_TRAIN, 0, MAX_SEED,
      .help = "initialisation, data stream and dropout"},
     {"train-only", "all|routers", KIND_CHOICE, AT(run.train_only), SCOPE_TRAIN,

@@ -14,6 +14,9 @@ const char *const act_names[] = {[ACT_GELU] = "gelu", [ACT_RELU] = "relu", NULL}
 const char *const schedule_names[] = {
     [SCHEDULE_COSINE] = "cosine", [SCHEDULE_CONSTANT] = "constant", NULL};
 const char *const train_only_names[] = {[TRAIN_ALL] = "all", [TRAIN_ROUTERS] = "routers", NULL};
+const char *const init_names[] = {[INIT_GPT2] = "gpt2", [INIT_TORCH] = "torch", NULL};
+const char *const batch_order_names[] = {[ORDER_POOLED] = "pooled", [ORDER_SHUFFLE] = "shuffle",
+                                         NULL};
 
 void format_float(char *buf, size_t len, float value) {
     for (int digits = 6; digits <= 9; digits++) {
@@ -124,9 +127,11 @@ cJSON *gpt_config_to_json(const GPTConfig *c) {
     cJSON_AddNumberToObject(j, "n_head", c->n_head);
     cJSON_AddNumberToObject(j, "ffn_dim", c->ffn_dim);
     add_float(j, "dropout", c->dropout);
+    add_float(j, "ffn_dropout", c->ffn_dropout);
     cJSON_AddStringToObject(j, "norm", norm_names[c->norm]);
     cJSON_AddStringToObject(j, "act", act_names[c->act]);
     cJSON_AddStringToObject(j, "pe", c->pe->name);
+    cJSON_AddStringToObject(j, "init_scheme", init_names[c->init]);
     add_float(j, "init_std", c->init_std);
     add_float(j, "emb_std", c->emb_std);
     add_float(j, "rope_base", c->pe_opt.rope_base);
@@ -190,6 +195,11 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
     c->init_std = c->emb_std = GPT2_INIT_STD;
     if (cJSON_HasObjectItem(json, "init_std")) c->init_std = read_float(&r, "init_std");
     if (cJSON_HasObjectItem(json, "emb_std")) c->emb_std = read_float(&r, "emb_std");
+    // Written since the CoPE trainer's init and FFN dropout became options; before, pelab had
+    // neither (zero memset above: gpt2, no FFN dropout).
+    if (cJSON_HasObjectItem(json, "init_scheme"))
+        c->init = (InitScheme)read_choice(&r, "init_scheme", init_names);
+    if (cJSON_HasObjectItem(json, "ffn_dropout")) c->ffn_dropout = read_float(&r, "ffn_dropout");
     c->pe_opt.rope_base = read_float(&r, "rope_base");
     c->pe_opt.rel_npos = read_int(&r, "rel_npos");
     c->pe_opt.cope_npos = read_int(&r, "cope_npos");
@@ -266,6 +276,7 @@ char *run_config_to_json(const RunConfig *rc) {
 
     cJSON *train = cJSON_AddObjectToObject(root, "train");
     cJSON_AddNumberToObject(train, "batch", rc->batch);
+    cJSON_AddStringToObject(train, "batch_order", batch_order_names[rc->batch_order]);
     cJSON_AddNumberToObject(train, "steps", rc->steps);
     add_float(train, "lr", rc->lr);
     add_float(train, "min_lr", rc->min_lr);
@@ -341,6 +352,9 @@ static int read_train(const cJSON *json, RunConfig *rc, char *err, size_t errlen
     rc->eval_every = read_long(&r, "eval_every");
     rc->eval_seqs = read_int(&r, "eval_seqs");
     rc->save_every = read_long(&r, "save_every");
+    // written since the order became an option; older runs pooled by length
+    if (cJSON_HasObjectItem(json, "batch_order"))
+        rc->batch_order = (BatchOrder)read_choice(&r, "batch_order", batch_order_names);
     // written since router-only training exists; older runs trained everything
     if (cJSON_HasObjectItem(json, "train_only"))
         rc->train_only = (TrainableSet)read_choice(&r, "train_only", train_only_names);

@@ -3,13 +3,13 @@
 // rebuild the run and h5py users can rebuild the model:
 //
 //   {"model": {"vocab_size", "seq_len", "n_layer", "n_embd", "n_head", "ffn_dim", "dropout",
-//              "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base", "rel_npos",
-//              "cope_npos", "init_std", "emb_std", "tied": true,
+//              "ffn_dropout", "norm": "pre"|"post", "act": "gelu"|"relu", "pe", "rope_base",
+//              "rel_npos", "cope_npos", "init_scheme": "gpt2"|"torch", "init_std", "emb_std", "tied": true,
 //              "moice": {"bases": [...], "top_k", "aux_weight"} (only when MoICE is on)},
 //    "task":  {"name", "preset", "seq_len", "flipflop_p_train", "kv_pairs", "kv_eval_pairs",
 //              "kv_keys", "kv_queries", "kv_min_pairs", "kv_positions": "uniform"|"ends",
 //              "position_bins", "sel_data", "sel_blanks", "data" (path or ""), "train_seqs"},
-//    "train": {"batch", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
+//    "train": {"batch", "batch_order": "pooled"|"shuffle", "steps", "lr", "min_lr", "schedule": "cosine"|"constant", "warmup",
 //              "weight_decay", "beta1", "beta2", "eps", "clip", "seed", "threads",
 //              "eval_every", "eval_seqs", "save_every", "train_only": "all"|"routers"}}
 //
@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../data/dataset.h"
 #include "../model/gpt.h"
 #include "../tasks/task.h"
 #include "adamw.h"
@@ -38,6 +39,7 @@ typedef struct {
     char data[4096];
     int train_seqs;      // >0: train in epochs on a fixed set of this many sequences; 0: the task's
     int batch;
+    BatchOrder batch_order;  // how a fixed training set's epochs are cut into batches
     long steps;
     float lr, min_lr;
     Schedule schedule;
@@ -57,6 +59,8 @@ extern const char *const norm_names[];      // "pre", "post"
 extern const char *const act_names[];       // "gelu", "relu"
 extern const char *const schedule_names[];  // "cosine", "constant"
 extern const char *const train_only_names[];  // "all", "routers"
+extern const char *const init_names[];        // "gpt2", "torch"
+extern const char *const batch_order_names[];  // "pooled", "shuffle"
 
 // The shortest decimal that reads back as the same float ("0.001", not "0.00100000005").
 void format_float(char *buf, size_t len, float value);

@@ -100,7 +100,7 @@ typedef struct {
     long epoch_ready;           // the epoch `epoch` holds, -1 before the first
     int32_t *inputs, *targets;  // [B, train_len]
     int train_len;              // the longest training sequence
-    int batch_T;                // the length of the latest batch
+    int batch_B, batch_T;       // the size and length of the latest batch
     EvalSets *evals;            // &data.evals
     SplitResult results[TASK_MAX_SPLITS];
     MetricsLog log;
@@ -203,8 +203,8 @@ static void print_header(const Trainer *t) {
            r->threads);
     if (t->data.train.n)
         printf("training set: %d sequences%s%s, %d steps per epoch, %.1f epochs\n", t->data.train.n,
-               r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch),
-               (double)r->steps / batches_per_epoch(t->data.train.n, r->batch));
+               r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch, r->batch_order),
+               (double)r->steps / batches_per_epoch(t->data.train.n, r->batch, r->batch_order));
     if (m->moice.n_bases) {
         char bases[256];
         moice_format_bases(bases, sizeof bases, &m->moice);
@@ -224,7 +224,7 @@ static void print_header(const Trainer *t) {
 static int next_batch(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
     const SequenceSet *train = &t->data.train;
-    int B = r->batch;
+    int B = t->batch_B = r->batch;
     if (!train->n) {
         for (int b = 0; b < B; b++) {
             sequence_set_draw(&t->stream, b, r->task, &r->task_opt, -1, &t->state.data_rng);
@@ -232,23 +232,24 @@ static int next_batch(Trainer *t, long step) {
         }
         return sequence_set_batch(&t->stream, t->rows, B, t->inputs, t->targets);
     }
-    int per_epoch = batches_per_epoch(train->n, B);
+    int per_epoch = batches_per_epoch(train->n, B, r->batch_order);
     long epoch = step / per_epoch;
+    int k = (int)(step % per_epoch);
     if (epoch != t->epoch_ready) {
-        epoch_order(t->epoch, t->epoch_work, train->lengths, train->n, B,
+        epoch_order(t->epoch, t->epoch_work, train->lengths, train->n, B, r->batch_order,
                     hash_mix(r->seed, DATA_STREAM), epoch);
         t->epoch_ready = epoch;
     }
-    const int *rows = t->epoch + (size_t)(step % per_epoch) * B;
-    return sequence_set_batch(train, rows, B, t->inputs, t->targets);
+    t->batch_B = epoch_batch_size(train->n, B, r->batch_order, k);
+    return sequence_set_batch(train, t->epoch + (size_t)k * B, t->batch_B, t->inputs, t->targets);
 }
 
 // One optimiser step on the next batch. `step` counts from 0.
 static float train_step(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
-    int B = r->batch, T = t->batch_T = next_batch(t, step);
-    float loss =
-        gpt_forward(&t->model, t->inputs, t->targets, B, T, 1, hash_mix(r->seed, (uint64_t)step));
+    int T = t->batch_T = next_batch(t, step);
+    float loss = gpt_forward(&t->model, t->inputs, t->targets, t->batch_B, T, 1,
+                             hash_mix(r->seed, (uint64_t)step));
     gpt_zero_grad(&t->model);
     gpt_backward(&t->model);
     clip_grad_norm(&t->model, r->clip);
@@ -382,7 +383,7 @@ static int train(Trainer *t) {
     while (t->state.step < stop && !interrupted) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
-        record_step(t, loss, now() - step_start, (long)r->batch * t->batch_T);
+        record_step(t, loss, now() - step_start, (long)t->batch_B * t->batch_T);
         long step = t->state.step;
         int last = step == r->steps;
         int eval_due = last || (r->eval_every && step % r->eval_every == 0);
