@@ -214,3 +214,16 @@ def test_sweep_runs_from_any_folder():
     r = subprocess.run([str(SWEEP), "--help"], cwd="/", capture_output=True, text=True)
     assert r.returncode == 0 and "bin/sweep run GRID" in r.stdout
     assert os.path.realpath(SWEEP) == str(ROOT / "sweep" / "cli.py")
+
+
+def test_failed_run_is_reported_and_the_others_finish(tmp_path):
+    grid = write_grid(tmp_path, GRID.replace('seed = [1, 2]', 'seed = [1]\nlr = [0.003, -1.0]')
+                      .replace('"steps": 200', '"steps": 20').replace("steps = 200", "steps = 20"))
+    r = sweep("run", grid, cwd=tmp_path)
+    assert r.returncode == 1
+    failed = [line for line in r.stderr.splitlines() if "failed (exit 2)" in line]
+    assert len(failed) == 2 and all("lr--1.0" in line for line in failed), r.stderr
+    assert "--lr" in r.stderr  # the tail of its log: bin/train's own message
+    assert "2 runs failed" in r.stdout
+    assert sorted(summaries(tmp_path / "sweeps" / "pe-seeds")) == sorted(
+        n for n in os.listdir(tmp_path / "sweeps" / "pe-seeds" / "runs") if "lr-0.003" in n)
