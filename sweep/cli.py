@@ -41,8 +41,16 @@ def _describe(sweep, run, slurm_states):
 
 
 def _slurm_states(sweep):
+    """The Slurm states of submitted runs; none where Slurm's commands are not at hand (the
+    sweep folder copied off the cluster), the files' states then stand alone."""
     from sweep import slurm
-    return slurm.task_states(sweep) if slurm.submissions(sweep) else {}
+    if not slurm.submissions(sweep):
+        return {}
+    try:
+        return slurm.task_states(sweep)
+    except G.GridError as e:
+        print(f"bin/sweep: no Slurm states: {e}", file=sys.stderr)
+        return {}
 
 
 def cmd_run(args, grid, sweep):
