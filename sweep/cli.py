@@ -31,7 +31,8 @@ def _describe(sweep, run, slurm_states):
     if st != "done" and os.path.exists(os.path.join(R.run_dir(sweep, run), "lock")):
         held = R.lock(sweep, run)
         if held is None:
-            text += ", running"
+            at = R.progress(sweep, run)
+            text += f", running (step {at[0]} of {at[1]})" if at else ", running"
         else:
             held.close()
     if run.name in slurm_states:

@@ -4,27 +4,16 @@ Ctrl-C (or SIGTERM) stops launching and passes one SIGINT to every running bin/t
 saves its checkpoint and exits 130; a rerun resumes those runs. A second Ctrl-C is passed on
 too, and bin/train then stops without saving (as it does for a second Ctrl-C of its own).
 """
-import os
-import re
 import signal
 import sys
 import time
 
 from . import runs as R
 
-STEP_RE = re.compile(rb"step (\d+)/(\d+)")
-
 
 def _fraction(sweep, run):
-    """How far the run's latest progress line says it is, from the tail of its log."""
-    try:
-        with open(os.path.join(R.run_dir(sweep, run), "train.log"), "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            found = STEP_RE.findall(f.read())
-    except OSError:
-        return 0.0
-    return int(found[-1][0]) / int(found[-1][1]) if found else 0.0
+    step = R.progress(sweep, run)
+    return step[0] / step[1] if step else 0.0
 
 
 def _duration(seconds):

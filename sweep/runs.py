@@ -13,6 +13,7 @@ import ctypes
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -152,6 +153,21 @@ def finish(sweep, run):
         "threads": config["train"]["threads"], "steps": steps, "final": rows[-1],
         "metrics": rows, "config": config})
     return True
+
+
+STEP_RE = re.compile(rb"step (\d+)/(\d+)")
+
+
+def progress(sweep, run):
+    """(step, steps) of the latest progress line in the run's log, or None."""
+    try:
+        with open(os.path.join(run_dir(sweep, run), "train.log"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            found = STEP_RE.findall(f.read())
+    except OSError:
+        return None
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 def log_tail(sweep, run, lines=15):
