@@ -5,7 +5,7 @@
 of a preset, interleaved in ABBA order so that a change of the machine's load hits both sides.
 
     tests/bench_sweep.py                                   # classroom and paper, Flip-Flop
-    tests/bench_sweep.py --presets classroom --steps 300 --rounds 2
+    tests/bench_sweep.py --presets classroom --steps 1500 --rounds 4
 
 The paper preset runs few --steps (its full 10000 would take hours); the figure is the rate of
 those steps, evaluation included. The 1-minute load average before each side is printed, since
@@ -41,9 +41,9 @@ def one_side(preset, steps, eval_seqs, side, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", nargs="+", default=["classroom", "paper"])
-    ap.add_argument("--steps", type=int, nargs="+", default=[300, 12],
+    ap.add_argument("--steps", type=int, nargs="+", default=[200, 4],
                     help="steps of each preset's runs, in --presets order")
-    ap.add_argument("--eval-seqs", type=int, default=128)
+    ap.add_argument("--eval-seqs", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds: 2 = A B B A")
     args = ap.parse_args()
     if not os.access(SWEEP, os.X_OK):
