@@ -170,9 +170,18 @@ class CopePE(PositionalEncoding):
     Autograd gives the SPEC's gradients: floor and ceil carry none, clamp zeroes the clamped
     gates' gradient, and the gates pass theirs to q and k through s."""
 
+    # The gradient of p jumps where p crosses an integer (z_i[n+1] - z_i[n] above n, z_i[n] -
+    # z_i[n-1] below), so a float32 and a float64 computation of the same model may stand on
+    # either side where p lies within rounding of an integer. `kinks` records, per layer, the
+    # positions of the last forward within KINK of an integer n (1 <= n < npos - 1, so both
+    # sides exist); `flip`, when it has a layer, is a bool mask of the kinks to take from the
+    # other side than p's own.
+    KINK = 2e-5
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.npos = cfg.get("cope_npos") or cfg["seq_len"] + 1
+        self.kinks, self.flip = {}, {}
 
     def build(self, model):
         for block in model.blocks:
@@ -183,11 +192,17 @@ class CopePE(PositionalEncoding):
         future = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
         gates = torch.sigmoid(s).masked_fill(future, 0.0)
         pos = gates.flip(-1).cumsum(-1).flip(-1).clamp(max=self.npos - 1)
-        floor = pos.detach().floor()
-        w = pos - floor
+        p = pos.detach()
+        nearest = p.round()
+        self.kinks[layer] = ((p - nearest).abs() < self.KINK) & (nearest >= 1) & \
+            (nearest < self.npos - 1) & ~future
+        floor = p.floor()
+        if layer in self.flip:  # p >= n: floor n - 1 instead of n; p < n: floor n, not n - 1
+            floor = torch.where(self.flip[layer], torch.where(p >= nearest, nearest - 1, nearest), floor)
+        w = pos - floor  # outside [0, 1] on a flipped kink, by at most KINK
         z = q @ model.blocks[layer].attn.cope.weight.T  # [B, H, T, npos]
         z_floor = z.gather(-1, floor.long())
-        z_ceil = z.gather(-1, pos.detach().ceil().long())
+        z_ceil = z.gather(-1, torch.where(self.kinks[layer] | (w.detach() > 0), floor + 1, floor).long())
         return s + (w * z_ceil + (1 - w) * z_floor) / math.sqrt(self.d)
 
 
@@ -320,8 +335,11 @@ class MLP(nn.Module):
         else:
             raise ValueError(f"act must be gelu or relu, got {cfg['act']!r}")
 
+        # after the activation, as the CoPE paper's trainer has it (config key "ffn_dropout")
+        self.drop = nn.Dropout(cfg.get("ffn_dropout", 0.0))
+
     def forward(self, x):
-        return self.proj(self.act(self.fc(x)))
+        return self.proj(self.drop(self.act(self.fc(x))))
 
 
 class Block(nn.Module):

@@ -14,6 +14,13 @@ A real bug (a missing term, a wrong index or scale) is off by 1e-2 or more. Erro
 relative to the tensor's largest reference entry, not element-wise, because entries that
 cancel to near zero carry absolute, not relative, float32 error.
 
+CoPE's gradient is discontinuous where a position p_ij crosses an integer, and with T = 150
+some p land within float32 rounding of one (measured: 0 to 4 of 68k within 2e-5 per step),
+where C and reference may stand on different sides: one such position moved the gradients of
+ln1 and the qkv bias by 2.4e-4 of their largest entry on an AVX-512 machine. For those few
+positions every choice of sides is tried and the best kept (backward_at_kinks), so the
+tolerance stays 1e-4 and a real bug still fails.
+
 Ms-PoE (SPEC section 4) has no backward: its configs compare one forward (logits, loss) of
 right-padded sequences of different lengths, and the ratio every layer gave every sequence's
 heads, which must be the reference's exactly (the same ranks give the same double arithmetic).
@@ -28,6 +35,7 @@ no float32 code can avoid: the key bias has an exactly zero gradient (softmax ig
 shift shared by a row), float32 leaves ~1e-9 of rounding there, and Adam's normalised step
 turns that into an update of up to lr in a random direction.
 """
+import itertools
 import json
 import pathlib
 import subprocess
@@ -122,6 +130,45 @@ def check_names(model, group, what):
                         f"unexpected {sorted(got - ref)}")
 
 
+def worst_grad_err(model, grads, frozen):
+    return max(rel_err(grads[n][()], p.grad.numpy()) for n, p in model.named_parameters()
+               if n not in frozen)
+
+
+def backward_at_kinks(model, inputs, targets, grads, frozen, most=8):
+    """Forward and backward of the reference, leaving its gradients in .grad; returns (logits,
+    loss). CoPE's gradient jumps where a position p crosses an integer, so where the float64
+    reference has p within rounding of an integer (reference.py, CopePE.KINK) the float32 C
+    model may have taken the other side. Then each choice of sides for those few kinks is tried
+    and the one closest to the C gradients kept: the C model must still match one consistent
+    reading of every kink, at the full tolerance."""
+    def run(flip):
+        model.pe.flip = flip
+        model.zero_grad(set_to_none=True)
+        logits, loss = model(inputs, targets)
+        loss.backward()
+        return logits, loss
+
+    out = run({})
+    kinks = dict(getattr(model.pe, "kinks", {}))
+    where = [(layer, tuple(i)) for layer, mask in kinks.items() for i in mask.nonzero().tolist()]
+    if not where or worst_grad_err(model, grads, frozen) <= GRAD_TOL:
+        return out
+    assert len(where) <= most, f"{len(where)} CoPE positions within rounding of an integer"
+    best = None
+    for sides in itertools.product((False, True), repeat=len(where)):
+        flip = {layer: torch.zeros_like(mask) for layer, mask in kinks.items()}
+        for (layer, i), side in zip(where, sides):
+            flip[layer][i] = side
+        run(flip)
+        err = worst_grad_err(model, grads, frozen)
+        if best is None or err < best[0]:
+            best = (err, flip)
+    out = run(best[1])
+    model.pe.flip = {}
+    return out
+
+
 @pytest.mark.parametrize("pe,flags,norm,act,shape", CONFIGS, ids=IDS)
 def test_matches_pytorch(pe, flags, norm, act, shape, tmp_path):
     assert TOOL.exists(), f"{TOOL} is missing: run `make bin/crosscheck` first"
@@ -159,9 +206,7 @@ def test_matches_pytorch(pe, flags, norm, act, shape, tmp_path):
             check_names(model, s["params"], f"step {step} parameters")
             inputs = torch.from_numpy(s["inputs"][()].astype(np.int64))
             targets = torch.from_numpy(s["targets"][()].astype(np.int64))
-            model.zero_grad(set_to_none=True)
-            logits, loss = model(inputs, targets)
-            loss.backward()
+            logits, loss = backward_at_kinks(model, inputs, targets, s["grads"], frozen)
             expect(rel_err(s["logits"][()], logits.detach().numpy()), LOGIT_TOL,
                    f"step {step} logits")
             # loss: the cross-entropy; objective: what backward differentiated (+ MoICE's aux)
