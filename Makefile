@@ -118,7 +118,7 @@ deps-test:
 	@scripts/deps.sh test
 
 deps-slurm:
-	@$(MAKE) --no-print-directory deps BUILD_PKGS="slurm-wlm munge"
+	@scripts/deps.sh slurm
 
 clean:
 	rm -rf build build-san bin

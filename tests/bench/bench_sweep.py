@@ -4,8 +4,8 @@
 --threads-per-run 2` (one two-thread run after another), on the same two runs (seeds 1 and 2)
 of a preset, interleaved in ABBA order so that a change of the machine's load hits both sides.
 
-    tests/bench_sweep.py                                   # classroom and paper, Flip-Flop
-    tests/bench_sweep.py --presets classroom --steps 1500 --rounds 4
+    tests/bench/bench_sweep.py                                   # classroom and paper, Flip-Flop
+    tests/bench/bench_sweep.py --presets classroom --steps 1500 --rounds 4
 
 The paper preset runs few --steps (its full 10000 would take hours); the figure is the rate of
 those steps, evaluation included. The 1-minute load average before each side is printed, since
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "bin" / "sweep"
 SIDES = {"2 runs x 1 thread": ["--jobs", "2", "--threads-per-run", "1"],
          "1 run x 2 threads": ["--jobs", "1", "--threads-per-run", "2"]}
