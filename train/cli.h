@@ -9,8 +9,11 @@
 #define PELAB_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
+
+#define CLI_MAX_FLAGS 128
 
 typedef struct {
     RunConfig run;
@@ -22,11 +25,24 @@ typedef struct {
     int attention_maps;  // sequences per split whose attention goes to <out>/attention.h5 (0: none)
     char write_data[4096];  // write the run's sets to this dataset file and exit, or ""
     int help;
+    int dry_run;         // print the resolved configuration and exit
+    // Where each flag's final value came from (CliSource), by the flag table's order.
+    unsigned char source[CLI_MAX_FLAGS];
 } CliArgs;
+
+// The origin of a value: the built-in default, the task's preset, the command line, the
+// checkpoint of --resume or --init, or derived from other values (--ffn from --dim, the context
+// from the task or the data, ...).
+typedef enum { FROM_DEFAULT, FROM_PRESET, FROM_FLAG, FROM_CHECKPOINT, FROM_DERIVED } CliSource;
 
 // Fills args from argv and validates the result as a whole (value ranges, model, task, the
 // checkpoint given to --resume or --init, the output folder). Returns 0, or -1 with one line in
 // err naming the problem and its fix. With --help, prints the help to stdout and sets args->help.
 int cli_parse(int argc, char **argv, CliArgs *args, char *err, size_t errlen);
+
+// --dry-run: the resolved run as JSON on out: {"config": the run config as checkpoints store it,
+// "flags": {"<flag>": {"value": "<as the flag would be written>", "from": "default" | "preset" |
+// "flag" | "checkpoint" | "derived"}}}.
+void cli_print_resolved(const CliArgs *args, FILE *out);
 
 #endif

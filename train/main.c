@@ -462,6 +462,10 @@ int main(int argc, char **argv) {
     char err[1024];
     if (cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
     if (trainer.args.help) return 0;
+    if (trainer.args.dry_run) {
+        cli_print_resolved(&trainer.args, stdout);
+        return 0;
+    }
     if (trainer.args.write_data[0]) return write_dataset(&trainer.args);
     setup(&trainer);
     print_header(&trainer);
