@@ -36,9 +36,9 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC := $(wildcard tests/*/tool_*.c)
 TOOLS    := $(foreach t,$(TOOL_SRC),bin/$(patsubst tool_%.c,%,$(notdir $(t))))
 
-.PHONY: all demo test test-c test-py bench deps deps-test clean sanitize
+.PHONY: all demo test test-c test-py test-slurm bench deps deps-test deps-slurm clean sanitize
 
-all: bin/train bin/eval $(TOOLS)
+all: bin/train bin/eval bin/sweep $(TOOLS)
 
 # -MMD writes each object's header dependencies (every header it includes, tests' too) beside
 # it; -MP keeps the build going when a header is deleted.
@@ -63,6 +63,11 @@ bin/$(patsubst tool_%.c,%,$(notdir $(1))): $(BUILD)/$(1:.c=.o) $$(LIB_OBJ)
 endef
 $(foreach t,$(TOOL_SRC),$(eval $(call tool_rule,$(t))))
 
+# bin/sweep is the Python program in sweep/, linked so that it runs from any folder.
+bin/sweep: sweep/cli.py
+	@mkdir -p bin
+	ln -sf ../sweep/cli.py $@
+
 bin/unit_tests: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcriterion
@@ -84,6 +89,14 @@ test-c:
 test-py:
 	$(PYTHON) -m pytest -q tests/cli tests/reference
 
+# bin/sweep's Slurm backend on a real one-node cluster started here (root; about a minute).
+test-slurm: deps deps-test deps-slurm
+	$(MAKE) all
+	$(SUDO) tests/slurm/start-local-cluster.sh $(BUILD)/slurm
+	SLURM_CONF=$(abspath $(BUILD))/slurm/slurm.conf $(PYTHON) -m pytest -q \
+	    tests/slurm/slurm_backend.py; rc=$$?; $(SUDO) tests/slurm/stop-local-cluster.sh $(BUILD)/slurm; \
+	    exit $$rc
+
 bench: deps deps-test
 	$(MAKE) all
 	$(PYTHON) tests/bench/bench.py
@@ -103,6 +116,9 @@ deps:
 
 deps-test:
 	@scripts/deps.sh test
+
+deps-slurm:
+	@scripts/deps.sh slurm
 
 clean:
 	rm -rf build build-san bin

@@ -28,25 +28,30 @@ static void layout_of(const DatasetContents *c, TaskLayout *layout) {
 }
 
 // A folder of the official counting generator: train.jsonl, valid.jsonl and test.jsonl, read
-// whole and then cut to src->cut_to.
-static int read_jsonl(RunData *d, const DataSource *src, DatasetContents *c, char *err,
-                      size_t errlen) {
+// whole (cut_left cuts them).
+static int read_jsonl(const DataSource *src, DatasetContents *c, char *err, size_t errlen) {
     SequenceSet sets[JSONL_MAX_SPLITS];
     int n = jsonl_read_folder(src->path, src->task, INT_MAX, sets, err, errlen);
     if (n < 0) return -1;
     memset(c, 0, sizeof *c);
+    c->train = sets[0];
     c->n_splits = n - 1;
+    for (int s = 1; s < n; s++) c->split[s - 1] = sets[s];
+    return 0;
+}
+
+// The official trainer's left cut of every set to src->cut_to (0: none), counted in d.
+static void cut_left(RunData *d, const DataSource *src, DatasetContents *c) {
     d->lost = src->task->answer_known ? 0 : -1;
-    for (int s = 0; s < n && src->cut_to; s++) {
+    for (int s = -1; s < c->n_splits; s++) {
+        SequenceSet *set = s < 0 ? &c->train : &c->split[s];
+        d->samples += set->n;
+        if (!src->cut_to) continue;
         int cut, lost;
-        sequence_set_cut_left(&sets[s], src->cut_to, src->task, &cut, &lost);
+        sequence_set_cut_left(set, src->cut_to, src->task, &cut, &lost);
         d->cut += cut;
         if (d->lost >= 0) d->lost += lost;
     }
-    for (int s = 0; s < n; s++) d->samples += sets[s].n;
-    c->train = sets[0];
-    for (int s = 1; s < n; s++) c->split[s - 1] = sets[s];
-    return 0;
 }
 
 static int is_folder(const char *path) {
@@ -58,9 +63,15 @@ int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, 
     memset(d, 0, sizeof *d);
     if (src->path[0]) {
         DatasetContents c;
-        if (is_folder(src->path) ? read_jsonl(d, src, &c, err, errlen)
-                                 : dataset_file_read(src->path, src->task, &c, err, errlen))
+        int folder = is_folder(src->path);
+        if (folder ? read_jsonl(src, &c, err, errlen)
+                   : dataset_file_read(src->path, src->task, &c, err, errlen))
             return -1;
+        // --eval-seqs limits a file's splits too: their first sequences, a fixed subset, so
+        // that evaluating a large file (the official counting data: 2000) does not dwarf training.
+        for (int s = 0; s < c.n_splits; s++)
+            if (c.split[s].n > src->eval_seqs) c.split[s].n = src->eval_seqs;
+        if (folder) cut_left(d, src, &c);
         TaskLayout layout;
         layout_of(&c, &layout);
         eval_sets_adopt(&d->evals, &layout, c.split);

@@ -11,6 +11,7 @@
 
 #include "layers.h"
 #include "../common/rng.h"
+#include "vecmath.h"
 
 #define ROW_BLOCK 64
 
@@ -57,14 +58,8 @@ void attention_forward(float *out, float *att, float *pe_act, const float *qkv, 
                                      pe_scratch(s, omp_get_thread_num(), T));
             for (int i = 0; i < T; i++) {
                 float *row = S + (size_t)i * T;
-                float m = row[0];
-                for (int j = 1; j <= i; j++) m = row[j] > m ? row[j] : m;
-                float sum = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    row[j] = expf(row[j] - m);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
+                float m = vec_max_of(row, i + 1);
+                float inv = 1.0f / vec_exp_sum(row, row, i + 1, m);
                 for (int j = 0; j <= i; j++) row[j] *= inv;
                 int jend = block_end(i - i % ROW_BLOCK, T);
                 for (int j = i + 1; j < jend; j++) row[j] = 0.0f;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../common/rng.h"
+#include "vecmath.h"
 
 void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C) {
 #pragma omp parallel for schedule(static)
@@ -115,30 +116,58 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 }
 
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2 / pi)
+#define GELU_CUBIC 0.044715f
+
+// GELU's tanh form, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed as
+// x sigmoid(2u) (the same function: 0.5 (1 + tanh u) = 1 / (1 + e^-2u)) so that one vector exp
+// serves; vecmath.h gives its error against libm's tanhf. Returns sigmoid(2u) and e^-2u.
+static inline vfloat gelu_sigmoid(vfloat x, vfloat *e) {
+    vfloat u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
+    // e^80 keeps e^-2u finite (so s^2 e below is not 0 * inf) where s is already below 2e-35;
+    // the clamp's first argument is 80 so that a NaN passes through.
+    *e = vec_exp(vec_min(vec_splat(80.0f), -2.0f * u));
+    return 1.0f / (1.0f + *e);
+}
+
+// The elementwise loops go 8 at a time; the last, shorter group through padded vectors, so
+// every element is computed by the same code whatever the thread split.
+#define VEC_GROUPS(n) (((n) + VEC_WIDTH - 1) / VEC_WIDTH)
 
 void activation_forward(float *out, const float *inp, size_t n, Activation act) {
+    if (act == ACT_RELU) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = act == ACT_RELU ? (x > 0.0f ? x : 0.0f)
-                                 : 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t g = 0; g < VEC_GROUPS(n); g++) {
+        size_t i = g * VEC_WIDTH, m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
+        vfloat x = m == VEC_WIDTH ? vec_load(inp + i) : vec_load_partial(inp + i, m, 0.0f), e;
+        vfloat y = x * gelu_sigmoid(x, &e);
+        if (m == VEC_WIDTH) vec_store(out + i, y);
+        else vec_store_partial(out + i, y, m);
     }
 }
 
 void activation_backward(float *dinp, const float *dout, const float *inp, size_t n,
                          Activation act) {
+    if (act == ACT_RELU) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i], grad;
-        if (act == ACT_RELU) {
-            grad = x > 0.0f ? 1.0f : 0.0f;
-        } else {
-            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-            float th = tanhf(u);
-            float sech2 = 1.0f - th * th;
-            grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        }
-        dinp[i] = dout[i] * grad;
+        for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * (inp[i] > 0.0f ? 1.0f : 0.0f);
+        return;
+    }
+    // d/dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) u' with 0.5 (1 + tanh u) = s = sigmoid(2u) and
+    // 0.5 sech^2(u) = 2 s (1 - s) = 2 s^2 e^-2u (no cancellation in 1 - s where s nears 1).
+#pragma omp parallel for schedule(static)
+    for (size_t g = 0; g < VEC_GROUPS(n); g++) {
+        size_t i = g * VEC_WIDTH, m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
+        int full = m == VEC_WIDTH;
+        vfloat x = full ? vec_load(inp + i) : vec_load_partial(inp + i, m, 0.0f), e;
+        vfloat dy = full ? vec_load(dout + i) : vec_load_partial(dout + i, m, 0.0f);
+        vfloat s = gelu_sigmoid(x, &e);
+        vfloat grad = s + x * 2.0f * s * s * e * GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * x * x);
+        if (full) vec_store(dinp + i, dy * grad);
+        else vec_store_partial(dinp + i, dy * grad, m);
     }
 }
 
@@ -157,13 +186,8 @@ int crossentropy_forward(float *losses, float *probs, const float *logits,
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * V;
         float *p = probs + (size_t)n * V;
-        float zmax = z[0];
-        for (int v = 1; v < V; v++) zmax = z[v] > zmax ? z[v] : zmax;
-        float sum = 0.0f;
-        for (int v = 0; v < V; v++) {
-            p[v] = expf(z[v] - zmax);
-            sum += p[v];
-        }
+        float zmax = vec_max_of(z, V);
+        float sum = vec_exp_sum(p, z, V, zmax);
         for (int v = 0; v < V; v++) p[v] /= sum;
         int t = targets[n];
         // -log softmax computed from the logits, not log(p), so a confident wrong answer

@@ -11,7 +11,8 @@
 #include <string.h>
 
 const char *const mspoe_order_names[] = {[MSPOE_ORDER_SCORE] = "score",
-                                         [MSPOE_ORDER_PLAIN] = "plain", NULL};
+                                         [MSPOE_ORDER_PLAIN] = "plain",
+                                         [MSPOE_ORDER_OFFICIAL] = "official", NULL};
 
 const char *mspoe_check(const MsPoEConfig *s, const GPTConfig *c) {
     static _Thread_local char msg[256];
@@ -46,7 +47,8 @@ const char *mspoe_check(const MsPoEConfig *s, const GPTConfig *c) {
                  s->skip_layers, c->n_layer, c->n_layer - 1);
         return msg;
     }
-    if ((unsigned)s->order > MSPOE_ORDER_PLAIN) return "--mspoe-order must be score or plain";
+    if ((unsigned)s->order > MSPOE_ORDER_OFFICIAL)
+        return "--mspoe-order must be score, plain or official";
     return NULL;
 }
 
@@ -114,6 +116,8 @@ const double *mspoe_layer_ratios(const GPT *m, int layer) {
     return m->mspoe->ratios + (size_t)layer * m->max_batch * m->config.n_head;
 }
 
+int mspoe_default_skip_layers(int n_layer) { return n_layer - 1 < 2 ? n_layer - 1 : 2; }
+
 double mspoe_ratio(const MsPoEConfig *s, int rank, int H) {
     return (double)s->ratio_min + ((double)s->ratio_max - (double)s->ratio_min) * rank / H;
 }
@@ -167,7 +171,7 @@ void mspoe_qk_forward(GPT *m, int layer, float *qkv) {
     const GPTConfig *c = &m->config;
     int B = m->B, T = m->T, C = c->n_embd, H = c->n_head, d = C / H;
     double *ratios = s->ratios + (size_t)layer * m->max_batch * H;
-    if (s->config.order == MSPOE_ORDER_SCORE) {
+    if (s->config.order != MSPOE_ORDER_PLAIN) {
         find_query_rows(m->targets, B, T, s->query_rows);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(m->n_threads)
         for (int b = 0; b < B; b++)
@@ -180,10 +184,16 @@ void mspoe_qk_forward(GPT *m, int layer, float *qkv) {
     }
     for (int b = 0; b < B; b++) {
         int *rank = s->ranks + b * H;
-        if (s->config.order == MSPOE_ORDER_SCORE) mspoe_rank_heads(s->scores + b * H, H, rank);
-        else
+        if (s->config.order == MSPOE_ORDER_PLAIN)
             for (int h = 0; h < H; h++) rank[h] = h;
-        for (int h = 0; h < H; h++) ratios[b * H + h] = mspoe_ratio(&s->config, rank[h], H);
+        else mspoe_rank_heads(s->scores + b * H, H, rank);
+        // score: head h takes the ratio of index rank[h]. official: head h takes index order[h],
+        // the head whose rank is h; so head rank[g] takes index g.
+        for (int h = 0; h < H; h++)
+            if (s->config.order == MSPOE_ORDER_OFFICIAL)
+                ratios[b * H + rank[h]] = mspoe_ratio(&s->config, h, H);
+            else
+                ratios[b * H + h] = mspoe_ratio(&s->config, rank[h], H);
     }
     rope_rotate(qkv, 3 * c->n_embd, 2, B, T, c->n_embd, c->n_head, c->pe_opt.rope_base, 1.0f, ratios);
 }

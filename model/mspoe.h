@@ -5,17 +5,20 @@
 // Ratios. The head of rank j (0-based, of H) gets r = r_min + (r_max - r_min) * j / H, so the
 // ratios run from r_min up to (not including) r_max (official defaults 1.2 and 1.8).
 //
-// Ranks. `plain`: rank = head index. `score` (the default, the paper's intent): heads are ranked
-// by a position-awareness score, highest first, so the most position-aware head keeps the
-// smallest ratio and the least position-aware head gets the largest. The score of a head is
-// computed from the layer's q and k BEFORE any rotation (attention without PE): in the causal
-// softmax row of one query, the fraction of its keys whose weight exceeds 3 times the row's mean
-// weight. Equal scores keep head-index order. The official code (VITA-Group/Ms-PoE) computes
-// order = argsort(-score) and then gives head h the ratio of index order[h]; that uses the
-// permutation where its inverse is meant (the two differ unless the permutation is its own
-// inverse). We give the head at position j of the order the ratio of rank j, as the paper
-// describes; the official code's latest version counts keys above 4x the mean;
-// we keep the paper's 3x (docs/design.md).
+// Orders (--mspoe-order). Each head gets a position-awareness score, computed from the layer's
+// q and k BEFORE any rotation (attention without PE): in the causal softmax row of one query,
+// the fraction of its keys whose weight exceeds 3 times the row's mean weight (as the official
+// code's current version counts; an early commit used 4 times). order = the heads sorted by
+// score, highest first, equal scores in head-index order.
+//   score (the default, the paper's intent): the head at position j of the order gets the ratio
+//          of index j, so the most position-aware head keeps the smallest ratio and the least
+//          position-aware head gets the largest;
+//   official: exactly the official code (VITA-Group/Ms-PoE), which indexes its ratio table by
+//          the order, cos[order]: head h gets the ratio of index order[h]. That is the inverse
+//          permutation of `score`'s assignment; the two agree only where the order is its own
+//          inverse (10 of the 24 orders of 4 heads);
+//   plain: head h gets the ratio of index h, no score. (The official code's commented-out
+//          alternative gives head h the ratio of index H - 1 - h instead.)
 //
 // "The prompt" and its last query row, for teacher-forced evaluation of right-padded sequences
 // with several or one scored position: per sequence, the prompt is the sequence up to its LAST
@@ -34,10 +37,12 @@
 
 #include "gpt.h"
 
-typedef enum { MSPOE_ORDER_SCORE = 0, MSPOE_ORDER_PLAIN = 1 } MsPoEOrder;
-extern const char *const mspoe_order_names[];  // "score", "plain", NULL
+typedef enum { MSPOE_ORDER_SCORE = 0, MSPOE_ORDER_PLAIN = 1, MSPOE_ORDER_OFFICIAL = 2 } MsPoEOrder;
+extern const char *const mspoe_order_names[];  // "score", "plain", "official", NULL
 
-#define MSPOE_DEFAULT_SKIP_LAYERS 2  // official: the first two layers keep plain rope
+// Layers left with plain rope unless told: the official script's 2, but at most L - 1 so that a
+// small model keeps a layer to rescale.
+int mspoe_default_skip_layers(int n_layer);
 #define MSPOE_OUTLIER_FACTOR 3.0f    // a key counts when its weight exceeds this times the mean
 
 typedef struct {

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pelab needs for PURPOSE (build, test, or both), and only those
+# Installs the Debian packages pelab needs for PURPOSE (build, test, or slurm), and only those
 # missing: a machine that has them all runs no apt-get at all. Idempotent; sudo when not root.
 #   scripts/deps.sh build    # compile bin/train, bin/eval, and plot (make demo)
 #   scripts/deps.sh test     # the above, plus what the tests need (make test, .ci/run)
+#   scripts/deps.sh slurm    # a one-node Slurm cluster for bin/sweep's tests (make test-slurm)
 set -euo pipefail
 
 build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev
        python3-h5py python3-matplotlib)
 test=(libcriterion-dev python3-torch python3-numpy python3-pytest)
+slurm=(slurm-wlm munge)
 
 case "${1:-build}" in
     build) wanted=("${build[@]}") ;;
     test) wanted=("${build[@]}" "${test[@]}") ;;
-    *) echo "usage: $0 build|test" >&2; exit 2 ;;
+    slurm) wanted=("${slurm[@]}") ;;
+    *) echo "usage: $0 build|test|slurm" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -19,9 +19,11 @@
 // of where the relevant pair sits in the context.
 //
 // The training distribution `ends` (our choice of "most mass at both ends"): with e = ceil(n/10)
-// pairs in each end, q is uniform over the first e pairs with probability 0.45, uniform over the
-// last e pairs with probability 0.45, and uniform over the n - 2e pairs in between with
-// probability 0.1; a sequence of 2 pairs has no middle, and q is either with probability 0.5.
+// pairs in each end, q is uniform over the n - 2e pairs in between with probability m
+// (--kv-middle-share, default 0.1), else uniform over the first or the last e pairs with
+// probability (1 - m) / 2 each; m = 0 never queries the middle in training, as in Wu et al.
+// 2025's biased training data. A sequence of 2 pairs has no middle, and q is either with
+// probability 0.5.
 // `uniform` draws q uniformly from all n pairs.
 //
 // With --kv-min-pairs M, each training sequence first draws its own number of pairs uniformly
@@ -38,8 +40,6 @@
 
 enum { N_KEYS = KV_MAX_PAIRS, N_VALUES = 16, FIRST_KEY = 0, FIRST_VALUE = N_KEYS,
        QUERY = N_KEYS + N_VALUES, VOCAB = QUERY + 1 };
-
-#define END_SHARE 0.45f  // probability of each end under `ends`
 
 const char *const kv_positions_names[] = {[KV_UNIFORM] = "uniform", [KV_ENDS] = "ends", NULL};
 
@@ -175,9 +175,9 @@ static int queried_pair(const TaskOptions *opt, int split, int n, Rng *rng) {
     // `long`, `uniform`, and sequences with no middle (every pair an end) draw from all pairs.
     if (split > bins || opt->kv_positions == KV_UNIFORM || n <= 2 * edge)
         return (int)rng_below(rng, (uint32_t)n);
-    float u = rng_float(rng);
-    if (u < END_SHARE) return (int)rng_below(rng, (uint32_t)edge);
-    if (u < 2.0f * END_SHARE) return n - edge + (int)rng_below(rng, (uint32_t)edge);
+    float u = rng_float(rng), end_share = (1.0f - opt->kv_middle_share) / 2.0f;
+    if (u < end_share) return (int)rng_below(rng, (uint32_t)edge);
+    if (u < 2.0f * end_share) return n - edge + (int)rng_below(rng, (uint32_t)edge);
     return edge + (int)rng_below(rng, (uint32_t)(n - 2 * edge));
 }
 
@@ -233,7 +233,11 @@ static const Option kvret_options[] = {
      .added_later = 1},
     {"kv-positions", "uniform|ends", KIND_CHOICE, offsetof(TaskOptions, kv_positions),
      SCOPE_TASK, .choices = kv_positions_names,
-     .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
+     .help = "kvret: training position of the queried pair (ends: mostly the first and last "
+             "tenth, see --kv-middle-share)"},
+    {"kv-middle-share", "X", KIND_FLOAT, offsetof(TaskOptions, kv_middle_share), SCOPE_TASK, 0, 1,
+     .help = "kvret, ends: share of training queries between the two end tenths (0: never)",
+     .added_later = 1},
     {"position-bins", "B", KIND_INT, offsetof(TaskOptions, position_bins), SCOPE_TASK, 3,
      TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)",
      .eval = 1},

@@ -30,6 +30,7 @@ typedef struct {
     int kv_min_pairs;        // kvret: training sequences draw their pairs from here to kv_pairs
     int kv_queries;          // kvret: queries (each value scored) per training/in/long sequence
     KvPositions kv_positions;  // kvret: training distribution of the queried pair
+    float kv_middle_share;     // kvret, ends: probability of a query between the two ends
     int position_bins;       // kvret: bins of the position sweep
     int sel_data;            // selcopy: data tokens per sequence
     int sel_blanks;          // selcopy: blanks per training (and in) sequence

@@ -13,7 +13,7 @@ static const Task *const task_table[] = {&task_flipflop, &task_kvret, &task_selc
 const TaskOptions task_default_options = {
     .seq_len = 128, .flipflop_p_train = 0.8f, .kv_pairs = 16, .kv_eval_pairs = 0,
     .kv_keys = KV_MAX_PAIRS, .kv_queries = 1,
-    .kv_positions = KV_UNIFORM, .position_bins = 10, .sel_data = 8, .sel_blanks = 24,
+    .kv_positions = KV_UNIFORM, .kv_middle_share = 0.1f, .position_bins = 10, .sel_data = 8, .sel_blanks = 24,
     .count_vars = 1, .count_statements = 512};
 
 const Task *task_find(const char *name) {

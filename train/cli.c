@@ -119,7 +119,7 @@ static const Flag run_flags[] = {
     {"eval-every", "N", KIND_LONG, AT(run.eval_every), SCOPE_RUN, 0, INFINITY,
      .help = "evaluate every N steps (0: only at the end)"},
     {"eval-seqs", "N", KIND_INT, AT(run.eval_seqs), SCOPE_RUN, 1, 1 << 24,
-     .help = "sequences per evaluation split"},
+     .help = "sequences per evaluation split (--data: the first N of each of its splits)"},
     {"save-every", "N", KIND_LONG, AT(run.save_every), SCOPE_RUN, 0, INFINITY,
      .help = "save every N steps (0: only at the end and on Ctrl-C)"},
     {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, INFINITY,
@@ -135,11 +135,14 @@ static const Flag run_flags[] = {
     {"init", "FILE", KIND_PATH, AT(init), SCOPE_RUN,
      .help = "start a new run from FILE's weights (its model and context apply)",
      .default_text = "-"},
+    {"dry-run", NULL, KIND_SWITCH, AT(dry_run), SCOPE_RUN,
+     .help = "print the resolved configuration as JSON, each flag with where its value came "
+             "from, and exit without training"},
     {"help", NULL, KIND_SWITCH, AT(help), SCOPE_RUN, .help = "print this help and exit"},
 };
 
 #define COUNT(rows) ((int)(sizeof rows / sizeof rows[0]))
-#define MAX_FLAGS 128
+#define MAX_FLAGS CLI_MAX_FLAGS
 
 // The one flag table, in parsing order: --rope-base before --moice-bases (the first base),
 // --task before --preset and the task's options.
@@ -733,7 +736,10 @@ DataSource cli_data_source(const CliArgs *a) {
 
 int cli_check_data(CliArgs *a, const RunData *d, char *err, size_t errlen) {
     RunConfig *r = &a->run;
-    if (a->fit_context) r->model.seq_len = r->task_opt.seq_len = task_layout_longest(&d->evals.layout);
+    if (a->fit_context) {
+        r->model.seq_len = r->task_opt.seq_len = task_layout_longest(&d->evals.layout);
+        a->source[find_flag("seq-len") - flags] = FROM_DERIVED;
+    }
     return check_layout(r, &d->evals.layout, d->train.n, a->write_data[0] != 0, err, errlen);
 }
 
@@ -771,10 +777,48 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
     return 0;
 }
 
+// Each flag's source, from snapshots of the values after the built-in defaults and after the
+// preset (or the checkpoint) were applied.
+static void record_sources(CliArgs *a, const char **given, const CliArgs *defaults,
+                           const CliArgs *preset, int from_checkpoint) {
+    for (int i = 0; i < n_flags; i++) {
+        const Flag *f = &flags[i];
+        a->source[i] = given[i]                         ? FROM_FLAG
+                       : !same_value(f, a, preset)      ? FROM_DERIVED
+                       : from_checkpoint && (int)f->scope <= (from_checkpoint == 2 ? SCOPE_TRAIN : SCOPE_MODEL)
+                                                        ? FROM_CHECKPOINT
+                       : !same_value(f, preset, defaults) ? FROM_PRESET
+                                                          : FROM_DEFAULT;
+    }
+}
+
+void cli_print_resolved(const CliArgs *a, FILE *out) {
+    static const char *const names[] = {"default", "preset", "flag", "checkpoint", "derived"};
+    char *config = run_config_to_json(&a->run);
+    cJSON *root = cJSON_CreateObject(), *flags_json = cJSON_CreateObject();
+    cJSON_AddRawToObject(root, "config", config ? config : "null");
+    cJSON_AddItemToObject(root, "flags", flags_json);
+    for (int i = 0; i < n_flags; i++) {
+        const Flag *f = &flags[i];
+        if (f->kind == KIND_SWITCH) continue;
+        char value[4200];
+        format_value(f, a, value, sizeof value);
+        cJSON *row = cJSON_AddObjectToObject(flags_json, f->name);
+        cJSON_AddStringToObject(row, "value", value);
+        cJSON_AddStringToObject(row, "from", names[a->source[i]]);
+    }
+    char *text = cJSON_Print(root);
+    fprintf(out, "%s\n", text ? text : "{}");
+    free(text), free(config);
+    cJSON_Delete(root);
+}
+
 int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     const char *given[MAX_FLAGS] = {0};
+    static CliArgs defaults, preset;  // static: CliArgs holds path buffers
     gather_flags();
     set_defaults(a);
+    defaults = *a;
     if (scan_argv(argc, argv, given, err, errlen)) return -1;
     if (given_text(given, "help")) {
         if (start_new_run(a, given, NULL, err, errlen)) return -1;
@@ -793,6 +837,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
         return -1;
     if (resume) a->run = ckpt;
     else if (start_new_run(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
+    preset = *a;
 
     // Explicit flags last, in table order, so that --preset reads the final --task.
     for (int i = 0; i < n_flags; i++)
@@ -810,5 +855,6 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     // A resumed config is complete already: deriving again could only change it.
     if (!resume && derive(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
     if (validate(a, err, errlen)) return -1;
-    return a->write_data[0] ? 0 : choose_out(a, err, errlen);
+    record_sources(a, given, &defaults, &preset, resume ? 2 : init ? 1 : 0);
+    return a->write_data[0] || a->dry_run ? 0 : choose_out(a, err, errlen);
 }

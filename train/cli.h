@@ -9,9 +9,12 @@
 #define PELAB_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../data/run_data.h"
 #include "config.h"
+
+#define CLI_MAX_FLAGS 128
 
 typedef struct {
     RunConfig run;
@@ -26,7 +29,15 @@ typedef struct {
     // the context becomes the longest sequence read (cli_check_data), nothing is cut.
     int fit_context;
     int help;
+    int dry_run;         // print the resolved configuration and exit
+    // Where each flag's final value came from (CliSource), by the flag table's order.
+    unsigned char source[CLI_MAX_FLAGS];
 } CliArgs;
+
+// The origin of a value: the built-in default, the task's preset, the command line, the
+// checkpoint of --resume or --init, or derived from other values (--ffn from --dim, the context
+// from the task or the data, ...).
+typedef enum { FROM_DEFAULT, FROM_PRESET, FROM_FLAG, FROM_CHECKPOINT, FROM_DERIVED } CliSource;
 
 // Fills args from argv and validates the result as a whole (value ranges, model, task, the
 // checkpoint given to --resume or --init, the output folder). Returns 0, or -1 with one line in
@@ -40,5 +51,9 @@ DataSource cli_data_source(const CliArgs *args);
 // checks the sets against the run with cli_parse's messages (they fit the context, there is a
 // training set holding a batch, the encoding can run every split). 0, or -1 with err.
 int cli_check_data(CliArgs *args, const RunData *data, char *err, size_t errlen);
+// --dry-run: the resolved run as JSON on out: {"config": the run config as checkpoints store it,
+// "flags": {"<flag>": {"value": "<as the flag would be written>", "from": "default" | "preset" |
+// "flag" | "checkpoint" | "derived"}}}.
+void cli_print_resolved(const CliArgs *args, FILE *out);
 
 #endif

@@ -66,11 +66,11 @@ static const Flag flags[] = {
     {"mspoe", "MIN:MAX",
      "Ms-PoE on a rope model: head ratios r from MIN to MAX (official 1.2:1.8) [off]", AT(mspoe),
      0, 0, 0},
-    {"mspoe-skip-layers", "N", "Ms-PoE: the first N layers keep plain rope [2]",
+    {"mspoe-skip-layers", "N", "Ms-PoE: the first N layers keep plain rope [2, at most layers - 1]",
      AT(mspoe_skip_layers), 1, 0, GPT_MAX_LAYERS},
-    {"mspoe-order", "score|plain",
-     "Ms-PoE: ratios by position-awareness score (least aware head gets MAX) or by head index "
-     "[score]",
+    {"mspoe-order", "score|plain|official",
+     "Ms-PoE: ratios by position-awareness score (least aware head gets MAX), by head index, or "
+     "by the official code's indexing of the score order [score]",
      AT(mspoe_order), 0, 0, 0},
     {"json", "FILE", "append the results to FILE as one JSON line", AT(json), 0, 0, 0},
     {"help", NULL, "print this help and exit", AT(help), 0, 0, 0},
@@ -291,13 +291,14 @@ static int set_up(const EvalArgs *a, Evaluation *e, char *err, size_t errlen) {
     if (!a->mspoe) return 0;
     e->mspoe = (MsPoEConfig){.skip_layers = a->mspoe_skip_layers != UNSET
                                                 ? a->mspoe_skip_layers
-                                                : MSPOE_DEFAULT_SKIP_LAYERS};
+                                                : mspoe_default_skip_layers(r->model.n_layer)};
     if (mspoe_parse_ratios(a->mspoe, &e->mspoe, err, errlen)) return -1;
     if (a->mspoe_order) {
         int k = 0;
         while (mspoe_order_names[k] && strcmp(mspoe_order_names[k], a->mspoe_order) != 0) k++;
         if (!mspoe_order_names[k]) {
-            snprintf(err, errlen, "--mspoe-order must be score or plain, got '%s'", a->mspoe_order);
+            snprintf(err, errlen, "--mspoe-order must be score, plain or official, got '%s'",
+                     a->mspoe_order);
             return -1;
         }
         e->mspoe.order = (MsPoEOrder)k;
@@ -322,9 +323,9 @@ static void print_header(const EvalArgs *a, const Evaluation *e, const GPT *mode
         printf("Ms-PoE: layers %d-%d rotate head h by positions t / r_h, r from %g to %g by %s\n",
                e->mspoe.skip_layers, m->n_layer - 1, (double)e->mspoe.ratio_min,
                (double)e->mspoe.ratio_max,
-               e->mspoe.order == MSPOE_ORDER_SCORE
-                   ? "position-awareness score (least aware head: largest r)"
-                   : "head index");
+               e->mspoe.order == MSPOE_ORDER_SCORE      ? "position-awareness score (least aware head: largest r)"
+               : e->mspoe.order == MSPOE_ORDER_OFFICIAL ? "the official code's indexing of the score order"
+                                                        : "head index");
     printf("\n");
 }
 

@@ -94,7 +94,7 @@ typedef struct {
     // The training batch: rows of `source` (the fixed training set, or `stream`, redrawn every
     // step) copied into inputs/targets [B, T], T the longest sequence of the batch.
     SequenceSet stream;         // [B, train_len] for an endless stream, else empty
-    int *rows;                  // [B] the rows of this step's batch
+    int *rows;                  // [B] the rows of this step's batch (either source)
     int *epoch;                 // [train.n] the batches of the current epoch (fixed set)
     int64_t *epoch_work;        // [train.n]
     long epoch_ready;           // the epoch `epoch` holds, -1 before the first
@@ -107,9 +107,11 @@ typedef struct {
     char *config_json;
     char checkpoint[4096 + 16];
     float lr;                   // of the latest step
-    // Throughput since the last metrics row and since the last progress line.
-    double row_train_s, window_train_s, window_loss, window_aux;
-    long row_tokens, window_steps, window_tokens;
+    // Throughput since the last metrics row, since the last progress line and this session,
+    // in real (not padding) tokens over training time only; evaluations are timed apart.
+    double row_train_s, window_train_s, window_loss, window_aux, session_train_s, session_eval_s;
+    long row_tokens, window_steps, window_tokens, session_tokens, session_evals;
+    double last_eval_s;         // the latest evaluation's seconds, 0 before the first
 } Trainer;
 
 static void setup(Trainer *t) {
@@ -266,7 +268,8 @@ static int next_batch(Trainer *t, long step) {
         t->epoch_ready = epoch;
     }
     t->batch_B = epoch_batch_size(train->n, B, r->batch_order, k);
-    return sequence_set_batch(train, t->epoch + (size_t)k * B, t->batch_B, t->inputs, t->targets);
+    memcpy(t->rows, t->epoch + (size_t)k * B, (size_t)t->batch_B * sizeof(int));
+    return sequence_set_batch(train, t->rows, t->batch_B, t->inputs, t->targets);
 }
 
 // One optimiser step on the next batch. `step` counts from 0.
@@ -283,17 +286,34 @@ static float train_step(Trainer *t, long step) {
     return loss;
 }
 
-static void print_progress(Trainer *t, double session_s, long session_steps) {
+// Seconds to the end of --steps: the steps left at this session's training seconds per step,
+// plus the evaluations left (the one due at this step included) at the latest evaluation's
+// time, or before the first at a forward pass over the splits' tokens, a third of a training
+// step's time per (real) token.
+static double eta_seconds(const Trainer *t, long session_steps) {
+    const RunConfig *r = &t->args.run;
+    long step = t->state.step, ee = r->eval_every;
+    long evals = ee ? r->steps / ee - (step - 1) / ee + (r->steps % ee != 0) : 1;
+    double eval_s = t->last_eval_s;
+    if (eval_s == 0.0) {
+        double eval_tokens = 0.0;
+        for (int s = 0; s < t->evals->layout.n_splits; s++)
+            eval_tokens += (double)t->evals->split[s].n * t->evals->split[s].width;
+        eval_s = t->session_train_s / (double)t->session_tokens * eval_tokens / 3.0;
+    }
+    return t->session_train_s / session_steps * (double)(r->steps - step) + evals * eval_s;
+}
+
+static void print_progress(Trainer *t, long session_steps) {
     const RunConfig *r = &t->args.run;
     char rate[32], eta[32];
     double tokens = (double)t->window_tokens;
     format_rate(t->window_train_s > 0 ? tokens / t->window_train_s : 0, rate, sizeof rate);
-    format_duration(session_s / session_steps * (double)(r->steps - t->state.step), eta,
-                    sizeof eta);
+    format_duration(eta_seconds(t, session_steps), eta, sizeof eta);
     printf("step %ld/%ld | loss %.4f", t->state.step, r->steps, t->window_loss / t->window_steps);
     // MoICE: the load-balancing loss, which the objective adds with weight --moice-aux
     if (r->model.moice.n_bases) printf(" | aux %.4f", t->window_aux / t->window_steps);
-    printf(" | lr %.1e | %s tok/s | eta %s\n", (double)t->lr, rate, eta);
+    printf(" | lr %.1e | %s tok/s | eta %s\n", (double)t->lr, rate, eta);  // real tokens
     fflush(stdout);
     t->window_loss = t->window_aux = t->window_train_s = 0.0;
     t->window_steps = t->window_tokens = 0;
@@ -322,7 +342,10 @@ static void evaluate_and_log(Trainer *t) {
     if (sweep.bins)
         printf(" | sweep middle %.1f%%, gap %+.1f", 100.0 * sweep.middle_mean,
                100.0 * sweep.end_middle_gap);
-    printf(" | %.1fs\n", now() - start);
+    t->last_eval_s = now() - start;
+    t->session_eval_s += t->last_eval_s;
+    t->session_evals++;
+    printf(" | %.1fs\n", t->last_eval_s);
     fflush(stdout);
 }
 
@@ -337,24 +360,34 @@ static int save(Trainer *t) {
     return -1;
 }
 
-// Adds a finished step to the state and to the throughput windows.
-static void record_step(Trainer *t, float loss, double step_s, long step_tokens) {
+// Adds a finished step to the state and to the throughput windows: tokens_seen counts the
+// batch as computed (B * T), the rates its real tokens.
+static void record_step(Trainer *t, float loss, double step_s, long real_tokens) {
     t->state.step++;
-    t->state.tokens_seen += step_tokens;
+    t->state.tokens_seen += (long)t->batch_B * t->batch_T;
     t->state.loss_sum += loss;
     t->state.loss_count++;
     t->window_loss += loss;
     t->window_aux += t->model.aux_loss;
     t->window_steps++;
-    t->window_tokens += step_tokens;
+    t->window_tokens += real_tokens;
     t->window_train_s += step_s;
     t->row_train_s += step_s;
-    t->row_tokens += step_tokens;
+    t->row_tokens += real_tokens;
+    t->session_train_s += step_s;
+    t->session_tokens += real_tokens;
+}
+
+// The real (not padding) tokens of the latest batch.
+static long batch_real_tokens(const Trainer *t) {
+    const SequenceSet *set = t->data.train.n ? &t->data.train : &t->stream;
+    long real = 0;
+    for (int b = 0; b < t->batch_B; b++) real += set->lengths[t->rows[b]];
+    return real;
 }
 
 // Says how the loop ended (the summary table at the end of --steps); returns the exit status.
-static int report_end(const Trainer *t, long first_step, long first_tokens, double session_start,
-                      int saved) {
+static int report_end(const Trainer *t, long first_step, int saved) {
     const RunConfig *r = &t->args.run;
     if (t->state.step == first_step) {
         fprintf(stderr, "%s: interrupted before the first step; nothing was saved\n", program_name);
@@ -371,14 +404,19 @@ static int report_end(const Trainer *t, long first_step, long first_tokens, doub
                t->state.step, r->steps, t->checkpoint);
         return 0;
     }
-    char total[32], rate[32];
+    char total[32], rate[32], train_s[32], eval_s[32];
     format_duration(t->state.elapsed_s, total, sizeof total);
-    double session_tokens = (double)(t->state.tokens_seen - first_tokens);
-    format_rate(session_tokens / (now() - session_start), rate, sizeof rate);
+    format_duration(t->session_train_s, train_s, sizeof train_s);
+    format_duration(t->session_eval_s, eval_s, sizeof eval_s);
+    format_rate(t->session_tokens / t->session_train_s, rate, sizeof rate);
     printf("\n");
     eval_print_table(stdout, t->evals, t->results);
-    printf("\ntrained %ld steps (%ld tokens) in %s, %s tok/s overall; saved %s and %s\n",
-           t->state.step, t->state.tokens_seen, total, rate, t->checkpoint, t->log.path);
+    printf("\ntrained %ld steps (%ld tokens) in %s; this session %s tok/s (real tokens, %s of "
+           "training), %ld evaluations in %s (",
+           t->state.step, t->state.tokens_seen, total, rate, train_s, t->session_evals, eval_s);
+    for (int s = 0; s < t->evals->layout.n_splits; s++)
+        printf("%s%s %d", s ? ", " : "", t->evals->split[s].name, t->evals->split[s].n);
+    printf(" sequences); saved %s and %s\n", t->checkpoint, t->log.path);
     return 0;
 }
 
@@ -399,7 +437,7 @@ static int write_attention_maps(Trainer *t) {
 static int train(Trainer *t) {
     const RunConfig *r = &t->args.run;
     long stop = t->args.stop_at ? t->args.stop_at : r->steps;
-    long first_step = t->state.step, first_tokens = t->state.tokens_seen;
+    long first_step = t->state.step;
     long horizon = r->eval_every && r->eval_every < r->steps ? r->eval_every : r->steps;
     long print_every = horizon / 10 > 0 ? horizon / 10 : 1;
     double session_start = now(), elapsed_before = t->state.elapsed_s;
@@ -408,18 +446,18 @@ static int train(Trainer *t) {
     while (t->state.step < stop && !interrupted) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
-        record_step(t, loss, now() - step_start, (long)t->batch_B * t->batch_T);
+        record_step(t, loss, now() - step_start, batch_real_tokens(t));
         long step = t->state.step;
         int last = step == r->steps;
         int eval_due = last || (r->eval_every && step % r->eval_every == 0);
         double session_s = now() - session_start;
-        if (eval_due || step % print_every == 0) print_progress(t, session_s, step - first_step);
+        if (eval_due || step % print_every == 0) print_progress(t, step - first_step);
         t->state.elapsed_s = elapsed_before + session_s;
         if (eval_due) evaluate_and_log(t);
         if (last || step == stop || interrupted || (r->save_every && step % r->save_every == 0))
             saved = save(t) == 0;
     }
-    return report_end(t, first_step, first_tokens, session_start, saved);
+    return report_end(t, first_step, saved);
 }
 
 // --write-data: the run's sets to a dataset file, no training; returns the exit status.
@@ -446,12 +484,26 @@ static int write_dataset(CliArgs *a) {
     return rc ? EXIT_RUN_FAILED : 0;
 }
 
+// --dry-run: the resolved configuration, the context fitted to --data's sets included.
+static int dry_run(CliArgs *a) {
+    RunData data;
+    char err[1024];
+    DataSource src = cli_data_source(a);
+    if (a->run.data[0] && (run_data_load(&data, &src, 1, err, sizeof err) != 0 ||
+                           cli_check_data(a, &data, err, sizeof err) != 0))
+        die(EXIT_BAD_INPUT, "%s", err);
+    if (a->run.data[0]) run_data_free(&data);
+    cli_print_resolved(a, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     program_name = argc > 0 ? argv[0] : "bin/train";
     static Trainer trainer;  // static: CliArgs holds path buffers that need not live on the stack
     char err[1024];
     if (cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
     if (trainer.args.help) return 0;
+    if (trainer.args.dry_run) return dry_run(&trainer.args);
     if (trainer.args.write_data[0]) return write_dataset(&trainer.args);
     setup(&trainer);
     print_header(&trainer);

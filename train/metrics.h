@@ -9,7 +9,8 @@
 //
 // (accuracy per bin, first to last; evaluate.h defines the summary).
 // where loss is the mean training loss of the steps since the previous row, tok_per_s the
-// training throughput over those steps, and elapsed_s the run's wall time (across resumes).
+// training throughput over those steps (real, not padding, tokens per second of training time,
+// evaluations excluded), and elapsed_s the run's wall time (across resumes).
 // Each row is flushed as it is written, so the log can be plotted while the run goes on.
 #ifndef PELAB_METRICS_H
 #define PELAB_METRICS_H

@@ -14,6 +14,11 @@
 // one per step, each cut to its longest sequence as the trainer does. Each batch is in the JSON
 // with its length T and its real (not padding) tokens, so that bench.py can time the same steps
 // in PyTorch and report real tokens/s.
+//
+// After the steps (and after peak memory is read), --ceiling N times a bare N x N x N sgemm on
+// the same threads, so that bench.py can state a step's GFLOP/s as a share of what OpenBLAS
+// reaches on this machine at that moment (0: skip).
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <omp.h>
@@ -42,13 +47,27 @@ static double now_s(void) {
 static const char *usage =
     "usage: bin/bench --pe NAME [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]\n"
     "                 [--threads N (default: OpenMP's)] [--moice-bases none|short|official|LIST]\n"
-    "                 [--moice-topk 3] [--train-only all|routers]\n";
+    "                 [--moice-topk 3] [--train-only all|routers] [--ceiling 2048]\n";
+
+// Seconds of each of `reps` N x N x N sgemm products (after one untimed), on OpenMP's threads.
+static void time_sgemm(int N, int reps, double *seconds) {
+    size_t n2 = (size_t)N * N;
+    float *a = malloc(n2 * sizeof(float)), *b = malloc(n2 * sizeof(float)), *c = malloc(n2 * sizeof(float));
+    if (!a || !b || !c) die(1, "out of memory for the sgemm ceiling");
+    for (size_t i = 0; i < n2; i++) a[i] = b[i] = (float)(i % 17) / 17.0f - 0.5f;
+    for (int r = -1; r < reps; r++) {
+        double start = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+        if (r >= 0) seconds[r] = now_s() - start;
+    }
+    free(a), free(b), free(c);
+}
 
 int main(int argc, char **argv) {
     program_name = "bench";
     const char *pe = NULL, *task_name = "flipflop", *preset_name = "classroom";
     const char *moice_bases = "none", *train_only = "all";
-    long steps = 20, warmup = 2, threads = 0, moice_topk = 3;
+    long steps = 20, warmup = 2, threads = 0, moice_topk = 3, ceiling = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (strcmp(f, "--help") == 0) {
@@ -66,6 +85,7 @@ int main(int argc, char **argv) {
         else if (strcmp(f, "--moice-bases") == 0) moice_bases = v;
         else if (strcmp(f, "--moice-topk") == 0) moice_topk = parse_int(f, v, 1);
         else if (strcmp(f, "--train-only") == 0) train_only = v;
+        else if (strcmp(f, "--ceiling") == 0) ceiling = parse_int(f, v, 0);
         else die(1, "unknown flag %s; see --help", f);
     }
     if (!pe) die(1, "--pe is required\n%s", usage);
@@ -73,7 +93,10 @@ int main(int argc, char **argv) {
     if (!task) die(1, "unknown --task %s; known: %s", task_name, task_names());
     const Preset *p = task_preset(task, preset_name);
     if (!p) die(1, "task %s has no preset %s", task_name, preset_name);
-    if (threads) omp_set_num_threads((int)threads);
+    if (threads) {
+        omp_set_num_threads((int)threads);
+        openblas_set_num_threads((int)threads);
+    }
 
     GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
                      .n_embd = p->n_embd, .n_head = p->n_head, .ffn_dim = 4 * p->n_embd,
@@ -91,8 +114,6 @@ int main(int argc, char **argv) {
         die(1, "--train-only must be all or routers, got %s", train_only);
     if (strcmp(train_only, "routers") == 0 && !cfg.moice.n_bases)
         die(1, "--train-only routers needs MoICE; add --moice-bases");
-    const char *bad = gpt_config_check(&cfg);
-    if (bad) die(1, "%s", bad);
     TaskOptions topt = task_default_options;
     topt.seq_len = p->seq_len;
     if (p->kv_pairs) topt.kv_pairs = p->kv_pairs;
@@ -103,10 +124,17 @@ int main(int argc, char **argv) {
     if (p->sel_blanks) topt.sel_blanks = p->sel_blanks;
     if (p->count_vars) topt.count_vars = p->count_vars;
     if (p->count_statements) topt.count_statements = p->count_statements;
-    bad = task->check(&topt);
+    if (!topt.seq_len) {  // a preset without a context (selcopy, kvret) gets its longest split's, as bin/train
+        TaskLayout longest;
+        task->layout(&topt, &longest);
+        topt.seq_len = cfg.seq_len = task_layout_longest(&longest);
+    }
+    const char *bad = task->check(&topt);
+    if (bad) die(1, "%s", bad);
+    bad = gpt_config_check(&cfg);
     if (bad) die(1, "%s", bad);
 
-    int B = p->batch, T = p->seq_len;
+    int B = p->batch, T = topt.seq_len;
     TaskLayout layout;
     task->layout(&topt, &layout);
     if (layout.train_len > T) die(1, "preset %s: training sequences of %d tokens exceed its context %d", preset_name, layout.train_len, T);
@@ -166,6 +194,9 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    enum { CEILING_REPS = 5 };
+    double ceiling_s[CEILING_REPS];
+    if (ceiling) time_sgemm((int)ceiling, CEILING_REPS, ceiling_s);
 
     cJSON *out = cJSON_CreateObject();
     cJSON_AddItemToObject(out, "model", gpt_config_to_json(&cfg));
@@ -189,6 +220,10 @@ int main(int argc, char **argv) {
     cJSON_AddItemToObject(out, "backward_seconds", cJSON_CreateDoubleArray(backward, (int)steps));
     cJSON_AddStringToObject(out, "train_only", train_only);
     cJSON_AddNumberToObject(out, "peak_rss_mib", (double)ru.ru_maxrss / 1024.0);  // KiB on Linux
+    if (ceiling) {
+        cJSON_AddNumberToObject(out, "ceiling_n", (double)ceiling);
+        cJSON_AddItemToObject(out, "ceiling_seconds", cJSON_CreateDoubleArray(ceiling_s, CEILING_REPS));
+    }
     char *text = cJSON_PrintUnformatted(out);
     if (!text) die(1, "out of memory for the output");
     puts(text);

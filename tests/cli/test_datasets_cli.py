@@ -143,6 +143,19 @@ def test_bin_eval_uses_the_file_the_run_trained_on(tmp_path):
     assert re.search(r"^bin0\s.*\s12\s", evaluated.stdout, re.M), evaluated.stdout
 
 
+def test_eval_seqs_limits_the_splits_of_a_data_file(tmp_path):
+    """--eval-seqs cuts each split of a --data file to its first N sequences, and says so."""
+    small = tmp_path / "small.h5"
+    assert train(*TINY, "--train-seqs", "40", "--eval-seqs", "12", "--write-data", small).returncode == 0
+    done = train(*TINY, "--data", small, "--eval-seqs", "5", "--steps", "5", "--eval-every", "0",
+                 "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    # 5 sequences of bin0 (one query each), not the file's 12; the summary names the size
+    assert re.search(r"^bin0\s.*\s5\s", done.stdout, re.M), done.stdout
+    summary = re.search(r"1 evaluations in .+ \((.+) sequences\); saved", done.stdout)
+    assert summary and all(part.endswith(" 5") for part in summary[1].split(", ")), done.stdout
+
+
 COUNT = ["--task", "counting", "--layers", "1", "--dim", "16", "--heads", "2", "--batch", "2", "--threads", "1"]
 
 

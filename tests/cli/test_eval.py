@@ -99,7 +99,14 @@ def test_mspoe_with_ratios_of_one_changes_nothing(files, tmp_path):
     assert "Ms-PoE: layers 0-1 rotate head h by positions t / r_h, r from 1 to 1" in stdout
 
 
-@pytest.mark.parametrize("order", ["score", "plain"])
+def test_mspoe_skips_two_layers_but_keeps_one_to_rescale(files, tmp_path):
+    # the official script leaves 2 layers alone; a 2-layer model keeps 1 to rescale
+    stdout, row = evaluate(files["flipflop-rope"], tmp_path, "--mspoe", "1.2:1.8")
+    assert row["mspoe"]["skip_layers"] == 1
+    assert "Ms-PoE: layers 1-1 rotate head h" in stdout
+
+
+@pytest.mark.parametrize("order", ["score", "plain", "official"])
 def test_mspoe_changes_the_rope_model(files, tmp_path, order):
     ckpt = files["flipflop-rope"]
     _, plain = evaluate(ckpt, tmp_path)
@@ -186,11 +193,11 @@ BAD_INPUT = [
     (["{flipflop-rope}", "--mspoe", "1.8:1.2"], "--mspoe 1.8:1.2 has MIN above MAX"),
     (["{flipflop-rope}", "--mspoe", "0:1"], "ratios divide the positions, so they must be positive"),
     (["{flipflop-rope}", "--mspoe", "-1:2"], "must be positive"),
-    (["{flipflop-rope}", "--mspoe", "1.2:1.8"],
+    (["{flipflop-rope}", "--mspoe", "1.2:1.8", "--mspoe-skip-layers", "2"],
      "--mspoe-skip-layers 2 leaves no layer of this 2-layer model to rescale; pass a value from 0 "
      "to 1"),
     (["{flipflop-rope}", "--mspoe", "1.2:1.8", "--mspoe-order", "random"],
-     "--mspoe-order must be score or plain, got 'random'"),
+     "--mspoe-order must be score, plain or official, got 'random'"),
     (["{flipflop-rope}", "--mspoe-order", "plain"],
      "--mspoe-skip-layers and --mspoe-order set up Ms-PoE; add --mspoe MIN:MAX"),
 ]

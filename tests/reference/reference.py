@@ -212,14 +212,16 @@ class MsPoE:
     rotates q and k of head h of sequence b by the positions t / r[b, h] instead of t, with
     r = ratio_min + (ratio_max - ratio_min) * rank / H. Ranks: "plain" is the head index;
     "score" sorts the heads by their position-awareness score, highest first (equal scores by
-    head index), so the most position-aware head gets ratio_min. The score is the fraction of the
+    head index), so the most position-aware head gets ratio_min; "official" indexes the ratios
+    by that sorted order as the official code's cos[head_order] does: head h gets the rank
+    order[h], the index of the head in place h of the order. The score is the fraction of the
     keys whose weight, in the causal softmax of q k^T / sqrt(d) WITHOUT the rotation, exceeds 3x
     the row's mean, in the row of the sequence's last scored position (its last row when nothing
     is scored). `ratios` keeps the [B, H] ratios of every affected layer of the last forward."""
 
     def __init__(self, ratio_min, ratio_max, skip_layers=2, order="score"):
-        if order not in ("score", "plain"):
-            raise ValueError(f"order must be score or plain, got {order!r}")
+        if order not in ("score", "plain", "official"):
+            raise ValueError(f"order must be score, plain or official, got {order!r}")
         self.ratio_min, self.ratio_max = ratio_min, ratio_max
         self.skip_layers, self.order = skip_layers, order
         self.rows = None  # [B] scored row per sequence, set by GPT.forward
@@ -238,7 +240,10 @@ class MsPoE:
                 score = (w > 3 * w.mean(-1, keepdim=True)).double().mean(-1).tolist()
                 order = sorted(range(H), key=lambda h: -score[h])  # stable: ties by index
             for j, h in enumerate(order):
-                rank[b, h] = j
+                if self.order == "official":
+                    rank[b, j] = h
+                else:
+                    rank[b, h] = j
         return rank
 
     def qk(self, model, layer, q, k):

@@ -21,7 +21,7 @@
 // Step 2 uses a shorter batch (fewer sequences, fewer positions) than the buffers were built
 // for, so code that confuses the batch's B, T with the maximum shows up.
 //
-// With --mspoe MIN:MAX [--mspoe-skip N] [--mspoe-order score|plain] (rope only) the dump holds
+// With --mspoe MIN:MAX [--mspoe-skip N] [--mspoe-order score|plain|official] (rope only) the dump holds
 // one forward with Ms-PoE instead, which has no backward: group mspoe/ with inputs, targets
 // (right-padded sequences of different lengths, so each has its own last scored row), logits,
 // attribute loss, ratios [L, B, H] (the r each layer, sequence and head used; 0 for the skipped
@@ -65,7 +65,7 @@ static const char *usage =
     "usage: bin/crosscheck --pe NAME --norm pre|post --act gelu|relu --out DIR\n"
     "       [--layers 2] [--dim 32] [--heads 4] [--ffn 4*dim] [--seq-len 16] [--batch 3]\n"
     "       [--vocab 7] [--seed 1] [--rope-base 10000] [--rel-npos 0 (T)] [--cope-npos 0 (T+1)]\n"
-    "       [--mspoe MIN:MAX [--mspoe-skip 2] [--mspoe-order score|plain]]\n"
+    "       [--mspoe MIN:MAX [--mspoe-skip 2] [--mspoe-order score|plain|official]]\n"
     "       [--moice-bases none|LIST] [--moice-topk 2] [--moice-aux 0.2] [--train-only all|routers]\n";
 
 static TrainableSet parse_train_only(const char *v) {
@@ -78,7 +78,7 @@ static TrainableSet parse_train_only(const char *v) {
 static Args parse_args(int argc, char **argv) {
     Args a = {.layers = 2, .dim = 32, .heads = 4, .seq_len = 16, .batch = 3, .vocab = 7, .seed = 1,
               .pe_opt = {.rope_base = 10000.0f}, .moice_bases = "none", .moice_topk = 2,
-              .moice_aux = 0.2f, .mspoe_cfg = {.skip_layers = MSPOE_DEFAULT_SKIP_LAYERS}};
+              .moice_aux = 0.2f, .mspoe_cfg = {.skip_layers = 2}};
     char err[256];
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -110,7 +110,8 @@ static Args parse_args(int argc, char **argv) {
         else if (strcmp(f, "--mspoe-order") == 0) {
             if (strcmp(v, "score") == 0) a.mspoe_cfg.order = MSPOE_ORDER_SCORE;
             else if (strcmp(v, "plain") == 0) a.mspoe_cfg.order = MSPOE_ORDER_PLAIN;
-            else die(1, "--mspoe-order must be score or plain, got %s", v);
+            else if (strcmp(v, "official") == 0) a.mspoe_cfg.order = MSPOE_ORDER_OFFICIAL;
+            else die(1, "--mspoe-order must be score, plain or official, got %s", v);
         }
         else if (strcmp(f, "--moice-bases") == 0) a.moice_bases = v;
         else if (strcmp(f, "--moice-topk") == 0) a.moice_topk = (int)parse_int(f, v, 1);

@@ -24,7 +24,7 @@ static TaskOptions options(int pairs, int eval_pairs, KvPositions positions, int
     return (TaskOptions){.seq_len = 2 * (eval_pairs > pairs ? eval_pairs : pairs) + 3,
                          .kv_pairs = pairs, .kv_eval_pairs = eval_pairs, .kv_keys = KV_MAX_PAIRS,
                          .kv_queries = 1,
-                         .kv_positions = positions, .position_bins = bins};
+                         .kv_positions = positions, .kv_middle_share = 0.1f, .position_bins = bins};
 }
 
 static TaskOptions with_keys(TaskOptions opt, int keys) {
@@ -153,10 +153,11 @@ Test(kvret, grammar_answers_and_bins) {
 // Share of the queried pair in the first e, last e and middle pairs over many draws, against
 // the documented probabilities with a 5-sigma binomial tolerance (the seeds are fixed, so the
 // test is deterministic; a distribution off by a few percent fails it).
-static void check_position_shares(KvPositions positions, int split, int n, double first,
-                                  double last) {
+static void check_position_shares(KvPositions positions, float middle, int split, int n,
+                                  double first, double last) {
     const Task *task = kvret();
     TaskOptions opt = options(n, 0, positions, 10);
+    opt.kv_middle_share = middle;
     int32_t in[MAX_LEN], tg[MAX_LEN];
     const int draws = 20000, e = (n + 9) / 10;
     long n_first = 0, n_last = 0;
@@ -168,6 +169,9 @@ static void check_position_shares(KvPositions positions, int split, int n, doubl
         n_first += q < e;
         n_last += q >= n - e;
     }
+    if (first + last == 1.0)
+        cr_expect_eq(n_first + n_last, draws, "%ld queries in the middle, expected none",
+                     draws - n_first - n_last);
     const double shares[2] = {(double)n_first / draws, (double)n_last / draws};
     const double expected[2] = {first, last};
     for (int i = 0; i < 2; i++) {
@@ -180,12 +184,16 @@ static void check_position_shares(KvPositions positions, int split, int n, doubl
 }
 
 Test(kvret, training_position_distributions) {
-    check_position_shares(KV_ENDS, -1, 40, 0.45, 0.45);
-    check_position_shares(KV_ENDS, 0, 40, 0.45, 0.45);  // `in` follows the training distribution
-    check_position_shares(KV_ENDS, -1, 16, 0.45, 0.45);
-    check_position_shares(KV_ENDS, -1, 2, 0.5, 0.5);  // two pairs: no middle to give 0.1 to
-    check_position_shares(KV_UNIFORM, -1, 40, 4.0 / 40, 4.0 / 40);
-    check_position_shares(KV_UNIFORM, 0, 16, 2.0 / 16, 2.0 / 16);
+    check_position_shares(KV_ENDS, 0.1f, -1, 40, 0.45, 0.45);
+    check_position_shares(KV_ENDS, 0.1f, 0, 40, 0.45, 0.45);  // `in` follows training
+    check_position_shares(KV_ENDS, 0.1f, -1, 16, 0.45, 0.45);
+    check_position_shares(KV_ENDS, 0.1f, -1, 2, 0.5, 0.5);  // two pairs: no middle to give 0.1 to
+    check_position_shares(KV_UNIFORM, 0.1f, -1, 40, 4.0 / 40, 4.0 / 40);
+    check_position_shares(KV_UNIFORM, 0.1f, 0, 16, 2.0 / 16, 2.0 / 16);
+    // --kv-middle-share: never the middle (Wu et al.'s biased data), or half of the queries
+    check_position_shares(KV_ENDS, 0.0f, -1, 40, 0.5, 0.5);
+    check_position_shares(KV_ENDS, 0.5f, -1, 40, 0.25, 0.25);
+    check_position_shares(KV_UNIFORM, 0.0f, -1, 40, 4.0 / 40, 4.0 / 40);  // uniform ignores it
 }
 
 // --kv-keys N: every sequence, of every split, draws its distinct keys from the symbols k0 ..

@@ -1,9 +1,11 @@
 // Finite-difference checks of every layer's backward, one layer at a time.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../model/layers.h"
+#include "../../model/vecmath.h"
 #include "gradcheck.h"
 
 // Relative error bound for float32 central differences with h = 1e-2 on O(1) inputs: rounding
@@ -125,6 +127,49 @@ Test(layers, gelu_matches_tanh_formula_values) {
         double v = x[i], ref = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
         cr_expect_float_eq(y[i], (float)ref, 1e-6f);
     }
+}
+
+// The vectorised exp and GELU (model/vecmath.h) against double-precision references, on a grid
+// that covers their range; the bounds are those model/vecmath.h and docs/speed.md state.
+Test(layers, vector_exp_is_within_one_ulp_of_exp) {
+    double worst = 0.0;
+    for (float x = -87.0f; x <= 88.0f; x += 1.37e-3f) {
+        float y = vec_exp(vec_splat(x))[0];
+        double ref = exp((double)x), err = fabs(y - ref) / ref;
+        worst = err > worst ? err : worst;
+    }
+    cr_expect_lt(worst, 1.2e-7, "worst relative error %g", worst);
+    cr_expect_eq(vec_exp(vec_splat(-100.0f))[0], 0.0f);
+    cr_expect(isinf(vec_exp(vec_splat(100.0f))[0]));
+    cr_expect(isnan(vec_exp(vec_splat(NAN))[0]));
+}
+
+Test(layers, vector_gelu_and_its_gradient_match_double_precision) {
+    enum { N = 24001 };  // x from -12 to 12, not a multiple of 8: the padded tail is covered
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    float *ones = malloc(N * sizeof(float)), *dx = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -12.0f + 1e-3f * (float)i, ones[i] = 1.0f;
+    activation_forward(y, x, N, ACT_GELU);
+    activation_backward(dx, ones, x, N, ACT_GELU);
+    double worst = 0.0, worst_grad = 0.0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], u = sqrt(2 / M_PI) * (v + 0.044715 * v * v * v), th = tanh(u);
+        double ref = 0.5 * v * (1 + th);
+        double dref = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * sqrt(2 / M_PI) * (1 + 3 * 0.044715 * v * v);
+        double scale = fabs(v) > 1 ? fabs(v) : 1;
+        worst = fmax(worst, fabs(y[i] - ref) / scale);
+        worst_grad = fmax(worst_grad, fabs(dx[i] - dref) / scale);
+        // one element alone goes through the padded path: the same bits as inside a group
+        float one;
+        activation_forward(&one, &x[i], 1, ACT_GELU);
+        cr_assert_eq(one, y[i], "x = %g", (double)x[i]);
+    }
+    cr_expect_lt(worst, 3e-7, "GELU worst error %g", worst);
+    cr_expect_lt(worst_grad, 1e-6, "GELU gradient worst error %g", worst_grad);
+    float nan = NAN, out;
+    activation_forward(&out, &nan, 1, ACT_GELU);
+    cr_expect(isnan(out));
+    free(x), free(y), free(ones), free(dx);
 }
 
 // ---- dropout

@@ -1,0 +1,1 @@
+"""bin/sweep: grids of bin/train runs, locally or on Slurm, and their reports."""
