@@ -7,11 +7,13 @@
 #ifndef PELAB_GRADCHECK_H
 #define PELAB_GRADCHECK_H
 
+#include <criterion/criterion.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 
 #include "../../common/rng.h"
+#include "../../model/gpt.h"
 
 typedef double (*LossFn)(void *ctx);
 
@@ -53,6 +55,16 @@ static inline double weighted_sum(const float *x, const float *w, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)x[i] * w[i];
     return s;
+}
+
+// Two models of one config for `batch` sequences, initialised from one seed: a pair that must
+// compute the same bits wherever a test does not make them differ.
+static inline void build_twins(const GPTConfig *cfg, int batch, uint64_t seed, GPT *a, GPT *b) {
+    char err[256];
+    cr_assert_eq(gpt_build(a, cfg, batch, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(gpt_build(b, cfg, batch, err, sizeof err), 0, "%s", err);
+    gpt_init(a, seed);
+    gpt_init(b, seed);
 }
 
 #endif

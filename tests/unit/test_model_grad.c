@@ -162,11 +162,7 @@ Test(model, same_inputs_same_bits) {
                      .ffn_dim = 64, .dropout = 0.1f, .pe = pe_find("abs"),
                      .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     GPT a, b;
-    char err[256];
-    cr_assert_eq(gpt_build(&a, &cfg, 2, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(gpt_build(&b, &cfg, 2, err, sizeof err), 0, "%s", err);
-    gpt_init(&a, 9);
-    gpt_init(&b, 9);
+    build_twins(&cfg, 2, 9, &a, &b);
     int32_t in[140], tg[140];
     for (int i = 0; i < 140; i++) in[i] = i % 5, tg[i] = (i * 3) % 5;
     gpt_forward(&a, in, tg, 2, 70, 1, 3);

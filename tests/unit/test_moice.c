@@ -177,11 +177,7 @@ static void check_router_only(NormPlacement norm) {
     cfg.norm = norm;
     cfg.dropout = 0.1f;
     GPT full, routers;
-    char err[256];
-    cr_assert_eq(gpt_build(&full, &cfg, 2, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(gpt_build(&routers, &cfg, 2, err, sizeof err), 0, "%s", err);
-    gpt_init(&full, 4);
-    gpt_init(&routers, 4);
+    build_twins(&cfg, 2, 4, &full, &routers);
     gpt_set_trainable(&routers, TRAIN_ROUTERS);
     int32_t in[24], tg[24];
     for (int i = 0; i < 24; i++) in[i] = (i * 5 + 1) % 7, tg[i] = i % 3 ? (i * 3) % 7 : -1;
