@@ -19,6 +19,16 @@ LDLIBS  += -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -L$(HDF5_LIB) -lhdf5_
            -lcjson -lm
 BUILD   ?= build
 
+# ---- MPI (docs/mpi.md): `make MPI=1` builds bin/train-mpi, the trainer that mpirun or srun
+# runs as data-parallel ranks, from objects of its own; bin/train stays free of MPI.
+ifeq ($(MPI),1)
+BUILD   := build-mpi
+CFLAGS  += -DPELAB_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS  += $(shell pkg-config --libs ompi-c)
+.DEFAULT_GOAL := bin/train-mpi
+endif
+# ---- end MPI
+
 # Everything but the programs' main files is the pelab library.
 LIB_SRC  := $(wildcard model/*.c tasks/*.c data/*.c) \
             $(filter-out train/main.c train/eval_main.c,$(wildcard train/*.c))
@@ -97,4 +107,20 @@ deps-test:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-mpi bin
+
+
+# ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does.
+MPI_PKGS := libopenmpi-dev openmpi-bin
+.PHONY: test-mpi
+
+bin/train-mpi: $(BUILD)/train/main.o $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+test-mpi: deps deps-test
+	$(MAKE) deps BUILD_PKGS="$(MPI_PKGS)"
+	$(MAKE) bin/train
+	$(MAKE) MPI=1 bin/train-mpi
+	$(PYTHON) -m pytest -q tests/test_mpi.py
+# ---- end MPI

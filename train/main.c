@@ -23,6 +23,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "config.h"
+#include "dist.h"
 #include "evaluate.h"
 #include "metrics.h"
 #include "program.h"
@@ -110,7 +111,30 @@ typedef struct {
     // Throughput since the last metrics row and since the last progress line.
     double row_train_s, window_train_s, window_loss, window_aux;
     long row_tokens, window_steps, window_tokens;
+    int stopping;               // interrupted, on any rank: every rank saves and stops together
 } Trainer;
+
+// Data parallelism: every rank takes an equal shard of each batch, so P must divide the batch
+// (and leave every rank a row of shuffle's short last batch); and every rank must run the same
+// configuration from the same step.
+static void check_shards(Trainer *t) {
+    const RunConfig *r = &t->args.run;
+    int P = dist_size(), n = t->data.train.n;
+    char step[32], err[256] = "";
+    snprintf(step, sizeof step, "%ld", t->state.step);
+    int same = dist_same(t->config_json) & dist_same(step);  // collectives: every rank calls both
+    if (r->batch % P != 0)
+        snprintf(err, sizeof err, "--batch %d does not split into %d equal shards, one per "
+                 "process; pass a --batch divisible by %d", r->batch, P, P);
+    else if (n && epoch_batch_size(n, r->batch, r->batch_order,
+                                   batches_per_epoch(n, r->batch, r->batch_order) - 1) < P)
+        snprintf(err, sizeof err, "the epoch's short last batch has fewer sequences than the %d "
+                 "processes; change --batch or the training set size", P);
+    else if (!same)
+        snprintf(err, sizeof err, "the %d processes were started with different options or "
+                 "checkpoints; start every rank with the same command", P);
+    dist_check(err[0] ? EXIT_BAD_INPUT : 0, err);
+}
 
 static void setup(Trainer *t) {
     const CliArgs *a = &t->args;
@@ -157,8 +181,11 @@ static void setup(Trainer *t) {
     if (!t->inputs || !t->targets || !t->rows || !t->epoch || !t->epoch_work || !t->config_json ||
         (!fixed && sequence_set_alloc(&t->stream, r->batch, t->train_len) != 0))
         die(EXIT_RUN_FAILED, "out of memory for the batches; lower --batch");
+    check_shards(t);
 
-    // Only now that the input has proven good: a bad command leaves no folder behind.
+    // Only rank 0 writes, and only now that the input has proven good: a bad command leaves no
+    // folder behind.
+    if (dist_rank() != 0) return;
     if (make_dirs(a->out) != 0)
         die(EXIT_BAD_INPUT, "cannot create --out %s: %s", a->out, strerror(errno));
     snprintf(t->checkpoint, sizeof t->checkpoint, "%s/model.h5", a->out);
@@ -205,6 +232,9 @@ static void print_header(const Trainer *t) {
         printf("training set: %d sequences%s%s, %d steps per epoch, %.1f epochs\n", t->data.train.n,
                r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch, r->batch_order),
                (double)r->steps / batches_per_epoch(t->data.train.n, r->batch, r->batch_order));
+    if (dist_size() > 1)
+        printf("data parallel: %d processes, %d sequences of each batch apiece\n", dist_size(),
+               r->batch / dist_size());
     if (m->moice.n_bases) {
         char bases[256];
         moice_format_bases(bases, sizeof bases, &m->moice);
@@ -244,18 +274,28 @@ static int next_batch(Trainer *t, long step) {
     return sequence_set_batch(train, t->epoch + (size_t)k * B, t->batch_B, t->inputs, t->targets);
 }
 
-// One optimiser step on the next batch. `step` counts from 0.
+// One optimiser step on the next batch. `step` counts from 0. Every rank holds the whole batch
+// and forwards its shard, rows [lo, hi); the loss is the whole batch's (the ranks' sums added
+// up), so each rank's gradient is its share and their sum, the one all-reduce, the batch's.
 static float train_step(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
+    GPT *m = &t->model;
     int T = t->batch_T = next_batch(t, step);
-    float loss = gpt_forward(&t->model, t->inputs, t->targets, t->batch_B, T, 1,
-                             hash_mix(r->seed, (uint64_t)step));
-    gpt_zero_grad(&t->model);
-    gpt_backward(&t->model);
-    clip_grad_norm(&t->model, r->clip);
+    int lo = t->batch_B * dist_rank() / dist_size(), hi = t->batch_B * (dist_rank() + 1) / dist_size();
+    m->batch_row0 = lo;
+    gpt_forward(m, t->inputs + (size_t)lo * T, t->targets + (size_t)lo * T, hi - lo, T, 1,
+                hash_mix(r->seed, (uint64_t)step));
+    double sums[GPT_SUMS];
+    gpt_forward_sums(m, sums);
+    dist_sum(sums, GPT_SUMS);
+    gpt_set_batch_sums(m, sums);
+    gpt_zero_grad(m);
+    gpt_backward(m);
+    dist_sum_floats(m->grads_memory, m->num_parameters);
+    clip_grad_norm(m, r->clip);
     t->lr = lr_at(step, r->warmup, r->steps, r->lr, r->min_lr, r->schedule);
-    adamw_update(&t->opt, &t->model, t->lr, &r->adamw);
-    return loss;
+    adamw_update(&t->opt, m, t->lr, &r->adamw);
+    return m->mean_loss;
 }
 
 static void print_progress(Trainer *t, double session_s, long session_steps) {
@@ -277,14 +317,15 @@ static void print_progress(Trainer *t, double session_s, long session_steps) {
 static void evaluate_and_log(Trainer *t) {
     const TaskLayout *layout = &t->evals->layout;
     double start = now();
-    if (evaluate(&t->model, t->evals, t->results) != 0)
+    if (evaluate_part(&t->model, t->evals, t->results, dist_rank(), dist_size()) != 0)
         die(EXIT_RUN_FAILED, "out of memory for the evaluation batches");
+    dist_sum_results(t->results, t->evals->layout.n_splits);
     MetricsRow row = {.step = t->state.step, .tokens = t->state.tokens_seen,
                       .loss = t->state.loss_sum / (double)t->state.loss_count, .lr = t->lr,
                       .tok_per_s = t->row_train_s > 0 ? t->row_tokens / t->row_train_s : 0,
                       .elapsed_s = t->state.elapsed_s};
     char err[1024];
-    if (metrics_append(&t->log, &row, t->evals, t->results, err, sizeof err) != 0)
+    if (dist_rank() == 0 && metrics_append(&t->log, &row, t->evals, t->results, err, sizeof err) != 0)
         die(EXIT_RUN_FAILED, "%s", err);
     t->state.loss_sum = 0.0;
     t->state.loss_count = 0;
@@ -304,6 +345,7 @@ static void evaluate_and_log(Trainer *t) {
 // Periodic saves that fail only warn (the previous checkpoint is intact and training goes on);
 // the caller decides what a failed final save means.
 static int save(Trainer *t) {
+    if (dist_rank() != 0) return 0;
     char err[1024];
     if (checkpoint_save(t->checkpoint, &t->model, &t->opt, t->config_json, &t->state, err,
                         sizeof err) == 0)
@@ -336,7 +378,7 @@ static int report_end(const Trainer *t, long first_step, long first_tokens, doub
         return EXIT_INTERRUPTED;
     }
     if (!saved) return EXIT_RUN_FAILED;
-    if (t->state.step < r->steps && interrupted) {
+    if (t->state.step < r->steps && t->stopping) {
         fprintf(stderr, "%s: interrupted after step %ld; saved %s; continue with --resume %s\n",
                 program_name, t->state.step, t->checkpoint, t->checkpoint);
         return EXIT_INTERRUPTED;
@@ -359,6 +401,7 @@ static int report_end(const Trainer *t, long first_step, long first_tokens, doub
 
 // The attention maps of the finished model (--attention-maps); returns the exit status.
 static int write_attention_maps(Trainer *t) {
+    if (dist_rank() != 0) return 0;
     char path[4096 + 16], err[1024];
     snprintf(path, sizeof path, "%s/attention.h5", t->args.out);
     if (attention_maps_write(path, &t->model, t->args.run.task, t->evals, t->args.attention_maps,
@@ -380,7 +423,8 @@ static int train(Trainer *t) {
     double session_start = now(), elapsed_before = t->state.elapsed_s;
     int saved = 0;
     catch_interrupts();
-    while (t->state.step < stop && !interrupted) {
+    t->stopping = dist_any(interrupted);
+    while (t->state.step < stop && !t->stopping) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
         record_step(t, loss, now() - step_start, (long)t->batch_B * t->batch_T);
@@ -391,7 +435,8 @@ static int train(Trainer *t) {
         if (eval_due || step % print_every == 0) print_progress(t, session_s, step - first_step);
         t->state.elapsed_s = elapsed_before + session_s;
         if (eval_due) evaluate_and_log(t);
-        if (last || step == stop || interrupted || (r->save_every && step % r->save_every == 0))
+        t->stopping = dist_any(interrupted);
+        if (last || step == stop || t->stopping || (r->save_every && step % r->save_every == 0))
             saved = save(t) == 0;
     }
     return report_end(t, first_step, first_tokens, session_start, saved);
@@ -420,15 +465,20 @@ static int write_dataset(const CliArgs *a) {
 
 int main(int argc, char **argv) {
     program_name = argc > 0 ? argv[0] : "bin/train";
+    dist_init(&argc, &argv);
     static Trainer trainer;  // static: CliArgs holds path buffers that need not live on the stack
     char err[1024];
-    if (cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
-    if (trainer.args.help) return 0;
-    if (trainer.args.write_data[0]) return write_dataset(&trainer.args);
-    setup(&trainer);
-    print_header(&trainer);
-    int status = train(&trainer);
-    if (status == 0 && trainer.args.attention_maps > 0) status = write_attention_maps(&trainer);
-    teardown(&trainer);
+    int status = 0;
+    dist_check(cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0 ? EXIT_BAD_INPUT : 0, err);
+    if (trainer.args.write_data[0]) {
+        if (dist_rank() == 0) status = write_dataset(&trainer.args);
+    } else if (!trainer.args.help) {
+        setup(&trainer);
+        print_header(&trainer);
+        status = train(&trainer);
+        if (status == 0 && trainer.args.attention_maps > 0) status = write_attention_maps(&trainer);
+        teardown(&trainer);
+    }
+    dist_finalize();
     return status;
 }
