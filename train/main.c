@@ -373,13 +373,14 @@ static void record_step(Trainer *t, float loss, double step_s, long step_tokens)
 static int report_end(const Trainer *t, long first_step, long first_tokens, double session_start,
                       int saved) {
     const RunConfig *r = &t->args.run;
+    FILE *note = dist_rank() == 0 ? stderr : stdout;  // rank 0 speaks for the run
     if (t->state.step == first_step) {
-        fprintf(stderr, "%s: interrupted before the first step; nothing was saved\n", program_name);
+        fprintf(note, "%s: interrupted before the first step; nothing was saved\n", program_name);
         return EXIT_INTERRUPTED;
     }
     if (!saved) return EXIT_RUN_FAILED;
     if (t->state.step < r->steps && t->stopping) {
-        fprintf(stderr, "%s: interrupted after step %ld; saved %s; continue with --resume %s\n",
+        fprintf(note, "%s: interrupted after step %ld; saved %s; continue with --resume %s\n",
                 program_name, t->state.step, t->checkpoint, t->checkpoint);
         return EXIT_INTERRUPTED;
     }
