@@ -112,7 +112,7 @@ clean:
 
 # ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does.
 MPI_PKGS := libopenmpi-dev openmpi-bin
-.PHONY: test-mpi
+.PHONY: test-mpi bench-mpi
 
 bin/train-mpi: $(BUILD)/train/main.o $(LIB_OBJ)
 	@mkdir -p bin
@@ -123,4 +123,10 @@ test-mpi: deps deps-test
 	$(MAKE) bin/train
 	$(MAKE) MPI=1 bin/train-mpi
 	$(PYTHON) -m pytest -q tests/test_mpi.py
+
+# 1 process against 2 ranks, interleaved (prints tokens/s; tests/bench_mpi.py)
+bench-mpi: deps deps-test
+	$(MAKE) bin/train
+	$(MAKE) MPI=1 bin/train-mpi
+	$(PYTHON) tests/bench_mpi.py
 # ---- end MPI
