@@ -1,22 +1,29 @@
 # pelab build. `make demo` trains a small model, `make test` runs every test; both install the
-# Debian packages they miss first (apt-get, with sudo when not root).
+# Debian packages they miss first (scripts/deps.sh: apt-get, with sudo when not root, and nothing
+# at all when every package is there).
 
 CC      ?= gcc
 PYTHON  := /usr/bin/python3
-SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # -march=native only where the compiler accepts it (some toolchains and emulators do not).
 NATIVE  := $(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
-BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
-BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
-HDF5_INC := /usr/include/hdf5/serial
-HDF5_LIB := /usr/lib/x86_64-linux-gnu/hdf5/serial
+# Libraries through pkg-config, on any architecture. Debian's openblas.pc follows the
+# alternatives system, which may point at the pthreads build; the OpenMP build's own .pc comes
+# first so that OpenBLAS and our loops share one OpenMP thread pool, and the rpath loads that
+# same build at run time. OpenMP itself is the compiler's -fopenmp.
+comma := ,
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+PKG_CONFIG_PATH := /usr/lib/$(MULTIARCH)/openblas-openmp/pkgconfig:$(PKG_CONFIG_PATH)
+export PKG_CONFIG_PATH
+PKGS     := openblas hdf5 libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_RPATH  := $(patsubst -L%,-Wl$(comma)-rpath$(comma)%,$(filter -L%,$(PKG_LIBS)))
 
 OPT     ?= -O3 $(NATIVE)
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp \
-           -I$(BLAS_INC) -I$(HDF5_INC)
-LDLIBS  += -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -L$(HDF5_LIB) -lhdf5_hl -lhdf5 \
-           -lcjson -lm
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp $(PKG_CFLAGS)
+# hdf5_hl (the HDF5 high-level API) has no .pc of its own; it sits beside libhdf5.
+LDLIBS  += $(PKG_RPATH) $(filter -L%,$(PKG_LIBS)) -lhdf5_hl $(PKG_LIBS) -lm
 BUILD   ?= build
 
 # ---- MPI (docs/mpi.md): `make MPI=1` builds bin/train-mpi, the trainer that mpirun or srun
@@ -30,24 +37,26 @@ endif
 # ---- end MPI
 
 # Everything but the programs' main files is the pelab library.
-LIB_SRC  := $(wildcard model/*.c tasks/*.c data/*.c) \
+LIB_SRC  := $(wildcard common/*.c model/*.c tasks/*.c data/*.c) \
             $(filter-out train/main.c train/eval_main.c,$(wildcard train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-TOOL_SRC := $(wildcard tests/tool_*.c)
-TOOLS    := $(TOOL_SRC:tests/tool_%.c=bin/%)
-
-BUILD_PKGS := gcc make libopenblas-openmp-dev libhdf5-dev libcjson-dev python3-h5py python3-matplotlib
-TEST_PKGS  := libcriterion-dev python3-torch python3-numpy python3-pytest
+# Programs the Python tests drive: tests/<layer>/tool_<name>.c becomes bin/<name>.
+TOOL_SRC := $(wildcard tests/*/tool_*.c)
+TOOLS    := $(foreach t,$(TOOL_SRC),bin/$(patsubst tool_%.c,%,$(notdir $(t))))
 
 .PHONY: all demo test test-c test-py bench deps deps-test clean sanitize
 
 all: bin/train bin/eval $(TOOLS)
 
-$(BUILD)/%.o: %.c $(wildcard model/*.h tasks/*.h data/*.h train/*.h)
+# -MMD writes each object's header dependencies (every header it includes, tests' too) beside
+# it; -MP keeps the build going when a header is deleted.
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 bin/train: $(BUILD)/train/main.o $(LIB_OBJ)
 	@mkdir -p bin
@@ -57,9 +66,12 @@ bin/eval: $(BUILD)/train/eval_main.o $(LIB_OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-bin/%: $(BUILD)/tests/tool_%.o $(LIB_OBJ)
+define tool_rule
+bin/$(patsubst tool_%.c,%,$(notdir $(1))): $(BUILD)/$(1:.c=.o) $$(LIB_OBJ)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$$(CC) $$(CFLAGS) $$^ -o $$@ $$(LDLIBS)
+endef
+$(foreach t,$(TOOL_SRC),$(eval $(call tool_rule,$(t))))
 
 bin/unit_tests: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p bin
@@ -80,11 +92,11 @@ test-c:
 	bin/unit_tests --jobs 1
 
 test-py:
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q tests/cli tests/reference
 
 bench: deps deps-test
 	$(MAKE) all
-	$(PYTHON) tests/bench.py
+	$(PYTHON) tests/bench/bench.py
 
 # ASan + UBSan build of the unit tests, in a build folder of its own.
 sanitize: deps deps-test
@@ -97,14 +109,10 @@ bin/unit_tests-san: $(TEST_OBJ) $(LIB_OBJ)
 	ASAN_OPTIONS=detect_leaks=1 bin/unit_tests-san --jobs 1
 
 deps:
-	@missing=$$(for p in $(BUILD_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@scripts/deps.sh build
 
 deps-test:
-	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@scripts/deps.sh test
 
 clean:
 	rm -rf build build-san build-mpi bin

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../train/h5file.h"
+#include "../common/h5file.h"
 
 // ----------------------------------------------------------------------------------------------
 // writing

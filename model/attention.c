@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "layers.h"
-#include "rng.h"
+#include "../common/rng.h"
 
 #define ROW_BLOCK 64
 

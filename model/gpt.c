@@ -10,7 +10,7 @@
 #include "layers.h"
 #include "moice.h"
 #include "mspoe.h"
-#include "rng.h"
+#include "../common/rng.h"
 
 const char *gpt_config_check(const GPTConfig *c) {
     static _Thread_local char msg[256];

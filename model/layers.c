@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "rng.h"
+#include "../common/rng.h"
 
 void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C) {
 #pragma omp parallel for schedule(static)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "../common/rng.h"
 
 // ----------------------------------------------------------------------------------------------
 // options
@@ -33,6 +33,16 @@ static int bases_error(char *err, size_t errlen, const char *text, const char *w
              text, why);
     return -1;
 }
+
+const Option moice_options[] = {
+    {"moice-bases", "LIST", KIND_BASES, 0, SCOPE_MOICE,
+     .help = "rope bases to mix, the first = --rope-base; short, official or none"},
+    {"moice-topk", "K", KIND_INT, offsetof(MoICEOptions, top_k), SCOPE_MOICE, 1, MOICE_MAX_BASES,
+     .help = "bases kept per token and head (router weights renormalised)"},
+    {"moice-aux", "X", KIND_FLOAT, offsetof(MoICEOptions, aux_weight), SCOPE_MOICE, 0, INFINITY,
+     .help = "weight of the load-balancing loss in the objective"},
+};
+const int moice_n_options = sizeof moice_options / sizeof moice_options[0];
 
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err,
                       size_t errlen) {
@@ -107,7 +117,7 @@ const char *moice_check(const GPTConfig *c) {
         return msg;
     }
     if (!(o->aux_weight >= 0.0f) || !isfinite(o->aux_weight))
-        return "--moice-aux must be a number >= 0 (SPEC suggests 0.1 to 0.3)";
+        return "--moice-aux must be a number >= 0 (the MoICE paper uses 0.1 to 0.3)";
     return NULL;
 }
 

@@ -1,4 +1,4 @@
-// MoICE, Mixture of In-Context Experts (SPEC section 4), for models trained with rope.
+// MoICE, Mixture of In-Context Experts (docs/design.md), for models trained with rope.
 //
 // Each layer has a router shared by its heads. For the (token, head) pair with query q (before
 // any rotation) the router sees q~ = q rotated with the first base:
@@ -14,12 +14,17 @@
 
 #include <stddef.h>
 
+#include "../common/option.h"
 #include "layers.h"
 
 // --moice-bases text: "none" (off), a comma-separated list whose first entry is the rope base,
 // or a named set scaled to rope_base: "short" (pelab's default for sequences of tens to a few
 // hundred tokens) or "official" (the paper's 10000, 17500, ..., 25000 for base 10000). Sets
 // n_bases and bases; returns 0, or -1 with a message naming the problem and the fix.
+// MoICE's command-line options, offsets into MoICEOptions.
+extern const Option moice_options[];
+extern const int moice_n_options;
+
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err, size_t errlen);
 // "none" or the bases comma-separated, each as its shortest decimal.
 void moice_format_bases(char *buf, size_t len, const MoICEOptions *o);

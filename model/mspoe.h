@@ -14,7 +14,8 @@
 // order = argsort(-score) and then gives head h the ratio of index order[h]; that uses the
 // permutation where its inverse is meant (the two differ unless the permutation is its own
 // inverse). We give the head at position j of the order the ratio of rank j, as the paper
-// describes; the official code also uses 4x the mean in its latest version, SPEC says 3x.
+// describes; the official code's latest version counts keys above 4x the mean;
+// we keep the paper's 3x (docs/design.md).
 //
 // "The prompt" and its last query row, for teacher-forced evaluation of right-padded sequences
 // with several or one scored position: per sequence, the prompt is the sequence up to its LAST

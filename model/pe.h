@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/option.h"
+
 struct GPTConfig;
 
 // Knobs of the encodings that have any; each encoding reads only its own.
@@ -50,6 +52,9 @@ typedef struct {
 typedef struct PositionalEncoding {
     const char *name;
     const char *summary;
+    // The encoding's command-line options, offsets into PEOptions (NULL, 0: none).
+    const Option *options;
+    int n_options;
 
     // Learned tensors: fills specs, returns how many (0..PE_MAX_TENSORS).
     int (*tensors)(const struct GPTConfig *c, PETensorSpec *specs);
@@ -90,6 +95,9 @@ typedef struct PositionalEncoding {
 } PositionalEncoding;
 
 const PositionalEncoding *pe_find(const char *name);
+// The registry in table order, for whatever must cover every encoding (tests, --help).
+int pe_count(void);
+const PositionalEncoding *pe_at(int i);  // 0 <= i < pe_count()
 // "none, abs, sin, ..." for messages and --help.
 const char *pe_names(void);
 

@@ -147,8 +147,15 @@ static const char *cope_check(const GPTConfig *c) {
     return c->pe_opt.cope_npos < 0 ? "--cope-npos must be positive (or 0 for the default)" : NULL;
 }
 
+static const Option cope_options[] = {
+    {"cope-npos", "N", KIND_INT, offsetof(PEOptions, cope_npos), SCOPE_MODEL, 0, 1 << 20,
+     .help = "cope: positions clamp to N-1; 0 means --seq-len + 1"},
+};
+
 const PositionalEncoding pe_cope = {
     .name = "cope",
+    .options = cope_options,
+    .n_options = sizeof cope_options / sizeof cope_options[0],
     .summary = "contextual positions: gated counts of past tokens, interpolated position logits",
     .check = cope_check,
     .tensors = cope_tensors,

@@ -65,8 +65,15 @@ static const char *rel_check(const GPTConfig *c) {
     return c->pe_opt.rel_npos < 0 ? "--rel-npos must be positive (or 0 for the default)" : NULL;
 }
 
+static const Option rel_options[] = {
+    {"rel-npos", "N", KIND_INT, offsetof(PEOptions, rel_npos), SCOPE_MODEL, 0, 1 << 20,
+     .help = "rel: table rows, longer distances share the last; 0 means --seq-len"},
+};
+
 const PositionalEncoding pe_rel = {
     .name = "rel",
+    .options = rel_options,
+    .n_options = sizeof rel_options / sizeof rel_options[0],
     .summary = "learned relative embedding R[i-j] dotted with the query, one table for all layers",
     .check = rel_check,
     .tensors = rel_tensors,

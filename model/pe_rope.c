@@ -54,8 +54,15 @@ static void rope_qk_backward(float *dqkv, const GPTConfig *c, int B, int T) {
     rope_rotate(dqkv, 3 * c->n_embd, 2, B, T, c->n_embd, c->n_head, c->pe_opt.rope_base, -1.0f, NULL);
 }
 
+static const Option rope_options[] = {
+    {"rope-base", "X", KIND_FLOAT, offsetof(PEOptions, rope_base), SCOPE_MODEL, 0, INFINITY, 1,
+     .help = "rope: theta_m = base^(-2m/d)"},
+};
+
 const PositionalEncoding pe_rope = {
     .name = "rope",
+    .options = rope_options,
+    .n_options = sizeof rope_options / sizeof rope_options[0],
     .summary = "rotary embedding: q and k rotated by position (rotate-half, --rope-base)",
     .check = rope_check,
     .qk_forward = rope_qk_forward,

@@ -16,6 +16,10 @@ const PositionalEncoding *pe_find(const char *name) {
     return NULL;
 }
 
+int pe_count(void) { return (int)PE_COUNT; }
+
+const PositionalEncoding *pe_at(int i) { return pe_table[i]; }
+
 const char *pe_names(void) {
     static char names[256];
     if (names[0]) return names;

@@ -1,4 +1,4 @@
-// Counting (the CoPE paper's counting task, SPEC section 5), as its official generator
+// Counting (the CoPE paper's counting task, docs/tasks.md), as its official generator
 // (facebookresearch/RAM, projects/cope/scripts/count_data_gen.py) writes it: a program of
 // statements over the variables a, b, c, ... (--count-vars of them), then a question for the
 // value of one variable, and that value as the only scored token:
@@ -201,8 +201,17 @@ static int counting_sample(const TaskOptions *opt, int split, Rng *rng, int32_t 
     return len;
 }
 
+static const Option counting_options[] = {
+    {"count-vars", "N", KIND_INT, offsetof(TaskOptions, count_vars), SCOPE_TASK, 1, 26,
+     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)"},
+    {"count-statements", "N", KIND_INT, offsetof(TaskOptions, count_statements), SCOPE_TASK, 3,
+     1 << 16, .help = "counting: statements per sample, uniform from 3 to N (official: 512)"},
+};
+
 const Task task_counting = {
     .name = "counting",
+    .options = counting_options,
+    .n_options = sizeof counting_options / sizeof counting_options[0],
     .summary = "count a variable's increments since it was set; only the answer is scored",
     .vocab_size = VOCAB,
     .token_names = token_names,

@@ -1,4 +1,4 @@
-// Key-value retrieval, our small-scale "lost in the middle" probe (SPEC section 5): n distinct
+// Key-value retrieval, our small-scale "lost in the middle" probe (docs/tasks.md): n distinct
 // keys, each followed by its value, then a query marker, one of the keys, and its value, which
 // is scored:
 //
@@ -212,8 +212,37 @@ static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *in
     return len;
 }
 
+static const Option kvret_options[] = {
+    {"kv-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_pairs), SCOPE_TASK, 1, KV_MAX_PAIRS,
+     .help = "kvret: key-value pairs per training sequence"},
+    {"kv-eval-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_eval_pairs), SCOPE_TASK, 0,
+     KV_MAX_PAIRS,
+     .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)",
+     .eval = 1},
+    {"kv-keys", "N", KIND_INT, offsetof(TaskOptions, kv_keys), SCOPE_TASK, 1, KV_MAX_PAIRS,
+     .help = "kvret: key symbols in use (the first N); at least the pairs of every split",
+     .added_later = 1},
+    {"kv-queries", "Q", KIND_INT, offsetof(TaskOptions, kv_queries), SCOPE_TASK, 1,
+     KV_MAX_QUERIES,
+     .help = "kvret: queries per training (and in, long) sequence, each value scored; the "
+             "sweep's bins ask one",
+     .added_later = 1},
+    {"kv-min-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_min_pairs), SCOPE_TASK, 0,
+     KV_MAX_PAIRS,
+     .help = "kvret: training sequences hold from N to --kv-pairs pairs (0: --kv-pairs)",
+     .added_later = 1},
+    {"kv-positions", "uniform|ends", KIND_CHOICE, offsetof(TaskOptions, kv_positions),
+     SCOPE_TASK, .choices = kv_positions_names,
+     .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
+    {"position-bins", "B", KIND_INT, offsetof(TaskOptions, position_bins), SCOPE_TASK, 3,
+     TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)",
+     .eval = 1},
+};
+
 const Task task_kvret = {
     .name = "kvret",
+    .options = kvret_options,
+    .n_options = sizeof kvret_options / sizeof kvret_options[0],
     .summary = "key-value retrieval: the value of a queried key is scored; position sweep",
     .vocab_size = VOCAB,
     .token_names = token_names,

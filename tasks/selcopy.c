@@ -1,4 +1,4 @@
-// Selective copy (as in Mamba and the CoPE paper, SPEC section 5): n_data data tokens scattered
+// Selective copy (as in Mamba and the CoPE paper, docs/tasks.md): n_data data tokens scattered
 // at random among n_blank blanks, a separator, then the data tokens again in their order, which
 // are the scored tokens:
 //
@@ -93,8 +93,17 @@ static int selcopy_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *
     return len;
 }
 
+static const Option selcopy_options[] = {
+    {"sel-data", "N", KIND_INT, offsetof(TaskOptions, sel_data), SCOPE_TASK, 1, 1 << 16,
+     .help = "selcopy: data tokens to copy"},
+    {"sel-blanks", "N", KIND_INT, offsetof(TaskOptions, sel_blanks), SCOPE_TASK, 2, 1 << 16,
+     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)"},
+};
+
 const Task task_selcopy = {
     .name = "selcopy",
+    .options = selcopy_options,
+    .n_options = sizeof selcopy_options / sizeof selcopy_options[0],
     .summary = "selective copy: data tokens among blanks, copied after a separator (scored)",
     .vocab_size = VOCAB,
     .token_names = token_names,

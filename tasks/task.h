@@ -9,7 +9,8 @@
 
 #include <stdint.h>
 
-#include "../model/rng.h"
+#include "../common/option.h"
+#include "../common/rng.h"
 
 // kvret: the position of the queried pair in training sequences (tasks/kvret.c defines them).
 typedef enum { KV_UNIFORM = 0, KV_ENDS = 1 } KvPositions;
@@ -78,6 +79,9 @@ typedef struct {
 typedef struct Task {
     const char *name;
     const char *summary;
+    // The task's command-line options, offsets into TaskOptions (NULL, 0: none).
+    const Option *options;
+    int n_options;
     int vocab_size;
     const char *const *token_names;  // [vocab_size], for printing sequences
     const Preset *presets;           // the first one is the default
@@ -101,6 +105,9 @@ typedef struct Task {
 extern const TaskOptions task_default_options;
 
 const Task *task_find(const char *name);
+// The registry in table order, for whatever must cover every task (tests, --help).
+int task_count(void);
+const Task *task_at(int i);  // 0 <= i < task_count()
 const char *task_names(void);
 const Preset *task_preset(const Task *task, const char *name);
 // The longest sequence of a layout, training included: the context the task needs.

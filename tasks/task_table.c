@@ -5,7 +5,7 @@
 
 extern const Task task_flipflop, task_kvret, task_selcopy, task_counting;
 
-static const Task *const task_table[] = {&task_flipflop, &task_selcopy, &task_kvret,
+static const Task *const task_table[] = {&task_flipflop, &task_kvret, &task_selcopy,
                                          &task_counting};
 
 #define TASK_COUNT (sizeof task_table / sizeof task_table[0])
@@ -21,6 +21,10 @@ const Task *task_find(const char *name) {
         if (strcmp(task_table[i]->name, name) == 0) return task_table[i];
     return NULL;
 }
+
+int task_count(void) { return (int)TASK_COUNT; }
+
+const Task *task_at(int i) { return task_table[i]; }
 
 const char *task_names(void) {
     static char names[256];

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../model/moice.h"
-#include "h5file.h"
+#include "../common/h5file.h"
 
 typedef struct {
     GPT *model;

@@ -1,7 +1,7 @@
 // HDF5 checkpoints through the high-level H5LT API (layout in checkpoint.h).
 #include "checkpoint.h"
 
-#include "h5file.h"
+#include "../common/h5file.h"
 
 #include <errno.h>
 #include <hdf5.h>

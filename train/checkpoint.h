@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "../model/gpt.h"
-#include "../model/rng.h"
+#include "../common/rng.h"
 #include "adamw.h"
 
 #define CHECKPOINT_FORMAT "pelab-checkpoint"

@@ -17,24 +17,6 @@
 #include "checkpoint.h"
 #include "run_data.h"
 
-typedef enum {
-    KIND_INT,     // int
-    KIND_LONG,    // long
-    KIND_FLOAT,   // float
-    KIND_SEED,    // uint64_t
-    KIND_CHOICE,  // an enum, by name from Flag.choices
-    KIND_PE,      // const PositionalEncoding *
-    KIND_TASK,    // const Task *
-    KIND_PRESET,  // const Preset * of the task chosen so far
-    KIND_PATH,    // char[PATH_LEN]
-    KIND_SWITCH,  // int, set by the flag alone
-    KIND_BASES,   // MoICEOptions' n_bases and bases (moice_parse_bases)
-} Kind;
-
-// What a flag belongs to decides whether it may differ from a checkpoint's config: --resume
-// keeps model, MoICE, task and training fixed; --init keeps the model but may add MoICE to it.
-typedef enum { SCOPE_MODEL, SCOPE_MOICE, SCOPE_TASK, SCOPE_TRAIN, SCOPE_RUN } Scope;
-
 static const char *const scope_titles[] = {
     "model", "MoICE (rope models; --init may add it to a trained model)", "task", "training", "run"};
 
@@ -43,18 +25,7 @@ static const char *const scope_titles[] = {
 // Seeds go through JSON numbers in checkpoints, which are exact up to 2^53.
 #define MAX_SEED 9007199254740991.0
 
-typedef struct {
-    const char *name;     // without the leading "--"
-    const char *metavar;  // NULL for switches
-    Kind kind;
-    size_t offset;        // of the value in CliArgs
-    Scope scope;
-    double lo, hi;        // valid range of a number...
-    int lo_open, hi_open; // ...with these ends excluded
-    const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
-    const char *help;
-    const char *default_text;    // shown instead of the value where the default is derived
-} Flag;
+typedef Option Flag;
 
 _Static_assert(sizeof(NormPlacement) == sizeof(int) && sizeof(Activation) == sizeof(int) &&
                    sizeof(Schedule) == sizeof(int) && sizeof(KvPositions) == sizeof(int) &&
@@ -62,7 +33,9 @@ _Static_assert(sizeof(NormPlacement) == sizeof(int) && sizeof(Activation) == siz
                    sizeof(BatchOrder) == sizeof(int),
                "choice flags store their enum as an int");
 
-static const Flag flags[] = {
+// The program's own rows. The rows of the registered encodings, of MoICE and of the tasks live
+// in their own files; gather_flags() puts them after the model's rows and the task's.
+static const Flag model_flags[] = {
     {"pe", "NAME", KIND_PE, AT(run.model.pe), SCOPE_MODEL,
      .help = "positional encoding (list below)"},
     {"layers", "N", KIND_INT, AT(run.model.n_layer), SCOPE_MODEL, 1, GPT_MAX_LAYERS,
@@ -84,40 +57,18 @@ static const Flag flags[] = {
      .help = "gpt2 init: N(0, X) of the matrices (residual projections X/sqrt(2L))"},
     {"emb-std", "X", KIND_FLOAT, AT(run.model.emb_std), SCOPE_MODEL, 0, INFINITY, 1,
      .help = "init N(0, X) of the embeddings wte (and wpe of abs)"},
-    {"rope-base", "X", KIND_FLOAT, AT(run.model.pe_opt.rope_base), SCOPE_MODEL, 0, INFINITY, 1,
-     .help = "rope: theta_m = base^(-2m/d)"},
-    {"rel-npos", "N", KIND_INT, AT(run.model.pe_opt.rel_npos), SCOPE_MODEL, 0, 1 << 20,
-     .help = "rel: table rows, longer distances share the last; 0 means --seq-len"},
-    {"cope-npos", "N", KIND_INT, AT(run.model.pe_opt.cope_npos), SCOPE_MODEL, 0, 1 << 20,
-     .help = "cope: positions clamp to N-1; 0 means --seq-len + 1"},
-    {"moice-bases", "LIST", KIND_BASES, AT(run.model.moice), SCOPE_MOICE,
-     .help = "rope bases to mix, the first = --rope-base; short, official or none"},
-    {"moice-topk", "K", KIND_INT, AT(run.model.moice.top_k), SCOPE_MOICE, 1, MOICE_MAX_BASES,
-     .help = "bases kept per token and head (router weights renormalised)"},
-    {"moice-aux", "X", KIND_FLOAT, AT(run.model.moice.aux_weight), SCOPE_MOICE, 0, INFINITY,
-     .help = "weight of the load-balancing loss in the objective"},
 
+};
+
+static const Flag task_flags[] = {
     {"task", "NAME", KIND_TASK, AT(run.task), SCOPE_TASK, .help = "synthetic task (list below)"},
     {"preset", "NAME", KIND_PRESET, AT(run.preset), SCOPE_TASK,
      .help = "the task's named defaults (list below)", .default_text = "the task's first"},
     {"seq-len", "N", KIND_INT, AT(run.task_opt.seq_len), SCOPE_TASK, 2, 1 << 20,
      .help = "flipflop: tokens per sequence; other tasks: the context (their longest sequence)"},
-    {"kv-pairs", "N", KIND_INT, AT(run.task_opt.kv_pairs), SCOPE_TASK, 1, KV_MAX_PAIRS,
-     .help = "kvret: key-value pairs per training sequence"},
-    {"kv-eval-pairs", "N", KIND_INT, AT(run.task_opt.kv_eval_pairs), SCOPE_TASK, 0, KV_MAX_PAIRS,
-     .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)"},
-    {"kv-keys", "N", KIND_INT, AT(run.task_opt.kv_keys), SCOPE_TASK, 1, KV_MAX_PAIRS,
-     .help = "kvret: key symbols in use (the first N); at least the pairs of every split"},
-    {"kv-min-pairs", "N", KIND_INT, AT(run.task_opt.kv_min_pairs), SCOPE_TASK, 0, KV_MAX_PAIRS,
-     .help = "kvret: training sequences hold from N to --kv-pairs pairs (0: --kv-pairs)"},
-    {"kv-queries", "Q", KIND_INT, AT(run.task_opt.kv_queries), SCOPE_TASK, 1, KV_MAX_QUERIES,
-     .help = "kvret: queries per training (and in, long) sequence, each value scored; the "
-             "sweep's bins ask one"},
-    {"kv-positions", "uniform|ends", KIND_CHOICE, AT(run.task_opt.kv_positions), SCOPE_TASK,
-     .choices = kv_positions_names,
-     .help = "kvret: training position of the queried pair (ends: 45%/45% first/last tenth)"},
-    {"position-bins", "B", KIND_INT, AT(run.task_opt.position_bins), SCOPE_TASK, 3,
-     TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)"},
+};
+
+static const Flag run_flags[] = {
     {"data", "PATH", KIND_PATH, AT(run.data), SCOPE_TASK,
      .help = "train and evaluate on a dataset file (.h5 from --write-data) or a folder of the "
              "official counting generator (train/valid/test.jsonl)",
@@ -128,14 +79,6 @@ static const Flag flags[] = {
     {"write-data", "FILE", KIND_PATH, AT(write_data), SCOPE_RUN,
      .help = "write the run's sets (training set if fixed, evaluation splits) to an HDF5 "
              "dataset file and exit", .default_text = "-"},
-    {"sel-data", "N", KIND_INT, AT(run.task_opt.sel_data), SCOPE_TASK, 1, 1 << 16,
-     .help = "selcopy: data tokens to copy"},
-    {"sel-blanks", "N", KIND_INT, AT(run.task_opt.sel_blanks), SCOPE_TASK, 2, 1 << 16,
-     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)"},
-    {"count-vars", "N", KIND_INT, AT(run.task_opt.count_vars), SCOPE_TASK, 1, 26,
-     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)"},
-    {"count-statements", "N", KIND_INT, AT(run.task_opt.count_statements), SCOPE_TASK, 3, 1 << 16,
-     .help = "counting: statements per sample, uniform from 3 to N (official: 512)"},
 
     {"batch", "N", KIND_INT, AT(run.batch), SCOPE_TRAIN, 1, 1 << 20, .help = "sequences per step"},
     {"batch-order", "pooled|shuffle", KIND_CHOICE, AT(run.batch_order), SCOPE_TRAIN,
@@ -193,7 +136,34 @@ static const Flag flags[] = {
     {"help", NULL, KIND_SWITCH, AT(help), SCOPE_RUN, .help = "print this help and exit"},
 };
 
-#define N_FLAGS ((int)(sizeof flags / sizeof flags[0]))
+#define COUNT(rows) ((int)(sizeof rows / sizeof rows[0]))
+#define MAX_FLAGS 128
+
+// The one flag table, in parsing order: --rope-base before --moice-bases (the first base),
+// --task before --preset and the task's options.
+static Flag flags[MAX_FLAGS];
+static size_t flag_base[MAX_FLAGS];  // where in CliArgs the struct a row's offset points into
+static int n_flags;
+
+static void add_flags(const Option *rows, int n, size_t base) {
+    if (n_flags + n > MAX_FLAGS) {
+        fprintf(stderr, "train/cli.c: more than %d flags; raise MAX_FLAGS\n", MAX_FLAGS);
+        abort();
+    }
+    for (int i = 0; i < n; i++, n_flags++) flags[n_flags] = rows[i], flag_base[n_flags] = base;
+}
+
+static void gather_flags(void) {
+    if (n_flags) return;
+    add_flags(model_flags, COUNT(model_flags), 0);
+    for (int i = 0; i < pe_count(); i++)
+        add_flags(pe_at(i)->options, pe_at(i)->n_options, AT(run.model.pe_opt));
+    add_flags(moice_options, moice_n_options, AT(run.model.moice));
+    add_flags(task_flags, COUNT(task_flags), 0);
+    for (int i = 0; i < task_count(); i++)
+        add_flags(task_at(i)->options, task_at(i)->n_options, AT(run.task_opt));
+    add_flags(run_flags, COUNT(run_flags), 0);
+}
 
 // A preset field and the flag it stands for; values go through the flag's own parser, so
 // presets are checked like user input and need no second copy of the conversions.
@@ -227,7 +197,7 @@ static const struct {
     {"count-statements", offsetof(Preset, count_statements), PRESET_INT},
 };
 
-#define N_PRESET_FIELDS ((int)(sizeof preset_fields / sizeof preset_fields[0]))
+#define N_PRESET_FIELDS COUNT(preset_fields)
 
 static int error(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -238,12 +208,14 @@ static int error(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static const Flag *find_flag(const char *name) {
-    for (int i = 0; i < N_FLAGS; i++)
+    for (int i = 0; i < n_flags; i++)
         if (strcmp(flags[i].name, name) == 0) return &flags[i];
     return NULL;
 }
 
-static void *value_of(const Flag *f, const CliArgs *a) { return (char *)a + f->offset; }
+static void *value_of(const Flag *f, const CliArgs *a) {
+    return (char *)a + flag_base[f - flags] + f->offset;
+}
 
 // ----------------------------------------------------------------------------------------------
 // values: parsing, formatting, comparing, range checks
@@ -522,8 +494,8 @@ static void print_help(const char *program, const CliArgs *d) {
         program, d->run.task->name, d->run.preset->name);
     for (int scope = SCOPE_MODEL; scope <= SCOPE_RUN; scope++) {
         printf("\n%s:\n", scope_titles[scope]);
-        for (int i = 0; i < N_FLAGS; i++)
-            if (flags[i].scope == (Scope)scope) print_flag(&flags[i], d);
+        for (int i = 0; i < n_flags; i++)
+            if (flags[i].scope == (OptionScope)scope) print_flag(&flags[i], d);
     }
     printf("\npositional encodings (--pe):\n");
     print_catalogue(pe_names(), pe_summary);
@@ -626,7 +598,7 @@ static int check_against_checkpoint(const CliArgs *a, const char **given, const 
     CliArgs saved;
     memset(&saved, 0, sizeof saved);
     saved.run = *ckpt;
-    for (int i = 0; i < N_FLAGS; i++) {
+    for (int i = 0; i < n_flags; i++) {
         const Flag *f = &flags[i];
         if (!given[i] || (int)f->scope > fixed_scope_max || same_value(f, a, &saved)) continue;
         char theirs[64], ours[64];
@@ -721,7 +693,7 @@ static int check_layout(const RunConfig *r, int writes_data, char *err, size_t e
 
 static int validate(const CliArgs *a, char *err, size_t errlen) {
     const RunConfig *r = &a->run;
-    for (int i = 0; i < N_FLAGS; i++)
+    for (int i = 0; i < n_flags; i++)
         if (is_number(&flags[i]) && check_range(&flags[i], a, err, errlen)) return -1;
     if (r->min_lr > r->lr)
         return error(err, errlen,
@@ -777,7 +749,8 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
 }
 
 int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
-    const char *given[N_FLAGS] = {0};
+    const char *given[MAX_FLAGS] = {0};
+    gather_flags();
     set_defaults(a);
     if (scan_argv(argc, argv, given, err, errlen)) return -1;
     if (given_text(given, "help")) {
@@ -799,7 +772,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     else if (start_new_run(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
 
     // Explicit flags last, in table order, so that --preset reads the final --task.
-    for (int i = 0; i < N_FLAGS; i++)
+    for (int i = 0; i < n_flags; i++)
         if (given[i] && parse_value(&flags[i], given[i], a, err, errlen)) return -1;
     if (resume && check_against_checkpoint(a, given, &ckpt, resume, SCOPE_TRAIN, "", err, errlen))
         return -1;

@@ -229,30 +229,16 @@ int gpt_config_from_json(const cJSON *json, GPTConfig *c, char *err, size_t errl
 // ----------------------------------------------------------------------------------------------
 // run
 
-// Options of one task: written always, read where present, and required only when the run is
-// of that task, so checkpoints written before the task existed still load (with the built-in
-// values, which such a run never reads). An option added to a task later is never required:
-// its built-in value is what the task did before it existed.
-static const struct {
-    const char *key, *task;
-    size_t offset;
-    const char *const *choices;  // an enum stored by name (as an int: cli.c asserts it), else an int
-    int added_later;
-} own_fields[] = {
-    {"kv_pairs", "kvret", offsetof(TaskOptions, kv_pairs), NULL, 0},
-    {"kv_eval_pairs", "kvret", offsetof(TaskOptions, kv_eval_pairs), NULL, 0},
-    {"kv_keys", "kvret", offsetof(TaskOptions, kv_keys), NULL, 1},
-    {"kv_queries", "kvret", offsetof(TaskOptions, kv_queries), NULL, 1},
-    {"kv_min_pairs", "kvret", offsetof(TaskOptions, kv_min_pairs), NULL, 1},
-    {"kv_positions", "kvret", offsetof(TaskOptions, kv_positions), kv_positions_names, 0},
-    {"position_bins", "kvret", offsetof(TaskOptions, position_bins), NULL, 0},
-    {"sel_data", "selcopy", offsetof(TaskOptions, sel_data), NULL, 0},
-    {"sel_blanks", "selcopy", offsetof(TaskOptions, sel_blanks), NULL, 0},
-    {"count_vars", "counting", offsetof(TaskOptions, count_vars), NULL, 0},
-    {"count_statements", "counting", offsetof(TaskOptions, count_statements), NULL, 0},
-};
-
-#define N_OWN_FIELDS (sizeof own_fields / sizeof own_fields[0])
+// Options of the tasks, from their own tables (Option rows; the key is the flag's name with
+// '_' for '-'): written always, read where present, and required only when the run is of the
+// option's task, so checkpoints written before a task existed still load (with the built-in
+// values, which such a run never reads). An option added to a task later (Option.added_later)
+// is never required: its built-in value is what the task did before it existed.
+static void task_option_key(const Option *o, char *key, size_t len) {
+    snprintf(key, len, "%s", o->name);
+    for (char *c = key; *c; c++)
+        if (*c == '-') *c = '_';
+}
 
 char *run_config_to_json(const RunConfig *rc) {
     cJSON *root = cJSON_CreateObject();
@@ -265,14 +251,15 @@ char *run_config_to_json(const RunConfig *rc) {
     add_float(task, "flipflop_p_train", rc->task_opt.flipflop_p_train);
     cJSON_AddStringToObject(task, "data", rc->data);
     cJSON_AddNumberToObject(task, "train_seqs", rc->train_seqs);
-    for (size_t i = 0; i < N_OWN_FIELDS; i++) {
-        const void *field = (const char *)&rc->task_opt + own_fields[i].offset;
-        if (own_fields[i].choices)
-            cJSON_AddStringToObject(task, own_fields[i].key,
-                                    own_fields[i].choices[*(const int *)field]);
-        else
-            cJSON_AddNumberToObject(task, own_fields[i].key, *(const int *)field);
-    }
+    for (int t = 0; t < task_count(); t++)
+        for (int i = 0; i < task_at(t)->n_options; i++) {
+            const Option *o = &task_at(t)->options[i];
+            const int *field = (const int *)((const char *)&rc->task_opt + o->offset);
+            char key[64];
+            task_option_key(o, key, sizeof key);
+            if (o->kind == KIND_CHOICE) cJSON_AddStringToObject(task, key, o->choices[*field]);
+            else cJSON_AddNumberToObject(task, key, *field);
+        }
 
     cJSON *train = cJSON_AddObjectToObject(root, "train");
     cJSON_AddNumberToObject(train, "batch", rc->batch);
@@ -318,14 +305,16 @@ static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen)
                  name, task_names());
         return -1;
     }
-    for (size_t i = 0; i < N_OWN_FIELDS; i++) {
-        int *field = (int *)((char *)&rc->task_opt + own_fields[i].offset);
-        if ((strcmp(own_fields[i].task, name) != 0 || own_fields[i].added_later) &&
-            !cJSON_HasObjectItem(json, own_fields[i].key))
-            continue;
-        *field = own_fields[i].choices ? read_choice(&r, own_fields[i].key, own_fields[i].choices)
-                                       : read_int(&r, own_fields[i].key);
-    }
+    for (int t = 0; t < task_count(); t++)
+        for (int i = 0; i < task_at(t)->n_options; i++) {
+            const Option *o = &task_at(t)->options[i];
+            int *field = (int *)((char *)&rc->task_opt + o->offset);
+            char key[64];
+            task_option_key(o, key, sizeof key);
+            if ((task_at(t) != rc->task || o->added_later) && !cJSON_HasObjectItem(json, key))
+                continue;
+            *field = o->kind == KIND_CHOICE ? read_choice(&r, key, o->choices) : read_int(&r, key);
+        }
     if (r.failed) return -1;
     if (!(rc->preset = task_preset(rc->task, preset))) {
         snprintf(err, errlen, "config names the preset \"%s\", which task %s lacks", preset, name);

@@ -1,5 +1,4 @@
-// bin/eval: evaluates a checkpoint on its task's fixed splits (for kvret also the position
-// sweep), optionally with Ms-PoE, prints the table bin/train prints at the end of a run and can
+// bin/eval: evaluates a checkpoint on its task's fixed splits (and its position sweep, if any), optionally with Ms-PoE, prints the table bin/train prints at the end of a run and can
 // append the results as one JSON line (bin/eval --help).
 //
 // Everything about the run comes from the checkpoint's config: the task and its options, the
@@ -31,13 +30,18 @@ void openblas_set_num_threads(int);
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
 #define UNSET (-1)
+#define MAX_TASK_FLAGS 16
 
 
 typedef struct {
     const char *checkpoint;
     const char *json;  // append the results here, or NULL
     // UNSET: the checkpoint's value
-    int eval_seqs, batch, threads, position_bins, kv_eval_pairs, mspoe_skip_layers;
+    int eval_seqs, batch, threads, mspoe_skip_layers;
+    // Options of the tasks that change only their evaluation splits (Option.eval), as given.
+    const Option *task_flag[MAX_TASK_FLAGS];
+    const Task *task_flag_owner[MAX_TASK_FLAGS];
+    int task_flag_value[MAX_TASK_FLAGS], n_task_flags;
     const char *mspoe;        // "MIN:MAX", or NULL: Ms-PoE off
     const char *mspoe_order;  // or NULL: score
     int help;
@@ -59,11 +63,6 @@ static const Flag flags[] = {
     {"eval-seqs", "N", "sequences per split [the run's --eval-seqs]", AT(eval_seqs), 1, 1, 1 << 24},
     {"batch", "N", "sequences per forward pass [the run's --batch]", AT(batch), 1, 1, 1 << 20},
     {"threads", "N", "OpenMP/OpenBLAS threads [the run's --threads]", AT(threads), 1, 1, 4096},
-    {"position-bins", "B", "kvret: bins of the position sweep [the run's]", AT(position_bins), 1,
-     3, TASK_MAX_BINS},
-    {"kv-eval-pairs", "M",
-     "kvret: pairs of the length-generalisation split `long`, 0: none [the run's]",
-     AT(kv_eval_pairs), 1, 0, KV_MAX_PAIRS},
     {"mspoe", "MIN:MAX",
      "Ms-PoE on a rope model: head ratios r from MIN to MAX (official 1.2:1.8) [off]", AT(mspoe),
      0, 0, 0},
@@ -79,20 +78,57 @@ static const Flag flags[] = {
 
 #define N_FLAGS ((int)(sizeof flags / sizeof flags[0]))
 
+static void print_flag(const char *name, const char *metavar, const char *help,
+                       const char *suffix) {
+    char left[48];
+    snprintf(left, sizeof left, "--%s%s%s", name, metavar ? " " : "", metavar ? metavar : "");
+    printf("  %-30s %s%s\n", left, help, suffix);
+}
+
+// The task option called name (length len) that bin/eval may set, from every registered task.
+static const Option *find_task_flag(const char *name, size_t len, const Task **owner) {
+    for (int t = 0; t < task_count(); t++)
+        for (int i = 0; i < task_at(t)->n_options; i++) {
+            const Option *o = &task_at(t)->options[i];
+            if (o->eval && strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
+                *owner = task_at(t);
+                return o;
+            }
+        }
+    return NULL;
+}
+
 static void print_help(void) {
     printf(
         "usage: %s CHECKPOINT [--flag value ...]\n\n"
         "Evaluates a checkpoint written by bin/train on its task's fixed evaluation splits and\n"
-        "prints one row per split (token and sequence error, loss) and, for kvret, the position\n"
-        "sweep. Task, options and model come from the checkpoint; defaults [in brackets] are the\n"
+        "prints one row per split (token and sequence error, loss) and the task's position\n"
+        "sweep, if any. Task, options and model come from the checkpoint; defaults [in brackets] are the\n"
         "run's own. Exit status: 0 done, 1 failure while running, 2 bad input.\n\n",
         program_name);
-    for (int i = 0; i < N_FLAGS; i++) {
-        char left[48];
-        snprintf(left, sizeof left, "--%s%s%s", flags[i].name, flags[i].metavar ? " " : "",
-                 flags[i].metavar ? flags[i].metavar : "");
-        printf("  %-30s %s\n", left, flags[i].help);
+    for (int i = 0; i < N_FLAGS; i++) print_flag(flags[i].name, flags[i].metavar, flags[i].help, "");
+    for (int t = 0; t < task_count(); t++)
+        for (int i = 0; i < task_at(t)->n_options; i++) {
+            const Option *o = &task_at(t)->options[i];
+            if (o->eval) print_flag(o->name, o->metavar, o->help, " [the run's]");
+        }
+}
+
+static int parse_int(const char *name, const char *text, long lo, long hi, int *out, char *err,
+                     size_t errlen) {
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end != '\0') {
+        snprintf(err, errlen, "--%s needs an integer, got '%s'", name, text);
+        return -1;
     }
+    if (errno == ERANGE || value < lo || value > hi) {
+        snprintf(err, errlen, "--%s must be an integer from %ld to %ld, got %s", name, lo, hi, text);
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
 }
 
 static int parse_flag(const Flag *f, const char *text, EvalArgs *a, char *err, size_t errlen) {
@@ -101,25 +137,24 @@ static int parse_flag(const Flag *f, const char *text, EvalArgs *a, char *err, s
         *(const char **)slot = text;
         return 0;
     }
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end != '\0') {
-        snprintf(err, errlen, "--%s needs an integer, got '%s'", f->name, text);
+    return parse_int(f->name, text, f->lo, f->hi, slot, err, errlen);
+}
+
+// A task's option: its value now, whether the checkpoint's task has it once that is read.
+static int parse_task_flag(const Option *o, const Task *owner, const char *text, EvalArgs *a,
+                           char *err, size_t errlen) {
+    if (a->n_task_flags == MAX_TASK_FLAGS) {
+        snprintf(err, errlen, "more than %d task options given", MAX_TASK_FLAGS);
         return -1;
     }
-    if (errno == ERANGE || value < f->lo || value > f->hi) {
-        snprintf(err, errlen, "--%s must be an integer from %ld to %ld, got %s", f->name, f->lo,
-                 f->hi, text);
-        return -1;
-    }
-    *(int *)slot = (int)value;
-    return 0;
+    int k = a->n_task_flags++;
+    a->task_flag[k] = o, a->task_flag_owner[k] = owner;
+    return parse_int(o->name, text, (long)o->lo, (long)o->hi, &a->task_flag_value[k], err, errlen);
 }
 
 static int parse_args(int argc, char **argv, EvalArgs *a, char *err, size_t errlen) {
     *a = (EvalArgs){.eval_seqs = UNSET, .batch = UNSET, .threads = UNSET,
-                    .position_bins = UNSET, .kv_eval_pairs = UNSET, .mspoe_skip_layers = UNSET};
+                    .mspoe_skip_layers = UNSET};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0) arg = "--help";
@@ -138,9 +173,20 @@ static int parse_args(int argc, char **argv, EvalArgs *a, char *err, size_t errl
         for (int k = 0; k < N_FLAGS && !f; k++)
             if (strlen(flags[k].name) == len && strncmp(flags[k].name, arg + 2, len) == 0)
                 f = &flags[k];
-        if (!f) {
+        const Task *owner = NULL;
+        const Option *task_flag = f ? NULL : find_task_flag(arg + 2, len, &owner);
+        if (!f && !task_flag) {
             snprintf(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2, arg);
             return -1;
+        }
+        if (task_flag) {
+            const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (!value) {
+                snprintf(err, errlen, "--%s needs a value (%s)", task_flag->name, task_flag->metavar);
+                return -1;
+            }
+            if (parse_task_flag(task_flag, owner, value, a, err, errlen)) return -1;
+            continue;
         }
         if (!f->metavar) {  // --help
             a->help = 1;
@@ -185,17 +231,17 @@ static int read_run(const char *path, RunConfig *rc, char *err, size_t errlen) {
     return failed ? -1 : 0;
 }
 
-// The task options the flags change; only kvret has any.
+// The task options the flags change, which must be options of the checkpoint's task.
 static int apply_task_flags(const EvalArgs *a, RunConfig *r, char *err, size_t errlen) {
-    const char *flag = a->position_bins != UNSET ? "--position-bins"
-                       : a->kv_eval_pairs != UNSET ? "--kv-eval-pairs" : NULL;
-    if (flag && strcmp(r->task->name, "kvret") != 0) {
-        snprintf(err, errlen, "%s is an option of task kvret, and checkpoint %s is of task %s; "
-                 "leave it out", flag, a->checkpoint, r->task->name);
-        return -1;
+    for (int k = 0; k < a->n_task_flags; k++) {
+        if (a->task_flag_owner[k] != r->task) {
+            snprintf(err, errlen, "--%s is an option of task %s, and checkpoint %s is of task %s; "
+                     "leave it out", a->task_flag[k]->name, a->task_flag_owner[k]->name,
+                     a->checkpoint, r->task->name);
+            return -1;
+        }
+        *(int *)((char *)&r->task_opt + a->task_flag[k]->offset) = a->task_flag_value[k];
     }
-    if (a->position_bins != UNSET) r->task_opt.position_bins = a->position_bins;
-    if (a->kv_eval_pairs != UNSET) r->task_opt.kv_eval_pairs = a->kv_eval_pairs;
     const char *problem = r->task->check(&r->task_opt);
     if (problem) {
         snprintf(err, errlen, "%s", problem);

@@ -16,7 +16,7 @@
 
 #include "../model/gpt.h"
 #include "../model/moice.h"
-#include "../model/rng.h"
+#include "../common/rng.h"
 #include "../tasks/task.h"
 #include "adamw.h"
 #include "attention_maps.h"

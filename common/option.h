@@ -1,0 +1,49 @@
+// Command-line options declared by the module they belong to: one row per flag (name, type,
+// default shown in --help, range, help text). An encoding, a task or MoICE lists its rows in its
+// own file with offsets into its own options struct (PEOptions, TaskOptions, MoICEOptions);
+// train/cli.c gathers the rows of every registered module into the one flag table that parses,
+// range-checks, documents (--help) and compares flags against a checkpoint's config.
+#ifndef PELAB_OPTION_H
+#define PELAB_OPTION_H
+
+#include <math.h>
+#include <stddef.h>
+
+typedef enum {
+    KIND_INT,     // int
+    KIND_LONG,    // long
+    KIND_FLOAT,   // float
+    KIND_SEED,    // uint64_t
+    KIND_CHOICE,  // an enum stored as an int, by name from Option.choices
+    KIND_PE,      // const PositionalEncoding *
+    KIND_TASK,    // const Task *
+    KIND_PRESET,  // const Preset * of the task chosen so far
+    KIND_PATH,    // char[PATH_LEN] of the program's arguments
+    KIND_SWITCH,  // int, set by the flag alone
+    KIND_BASES,   // MoICEOptions' n_bases and bases (moice_parse_bases)
+} OptionKind;
+
+// What an option belongs to decides whether it may differ from a checkpoint's config: --resume
+// keeps model, MoICE, task and training fixed; --init keeps the model but may add MoICE to it.
+typedef enum { SCOPE_MODEL, SCOPE_MOICE, SCOPE_TASK, SCOPE_TRAIN, SCOPE_RUN } OptionScope;
+
+typedef struct {
+    const char *name;     // without the leading "--"
+    const char *metavar;  // NULL for switches
+    OptionKind kind;
+    size_t offset;        // of the value in the owner's options struct
+    OptionScope scope;
+    double lo, hi;        // valid range of a number...
+    int lo_open, hi_open; // ...with these ends excluded
+    const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
+    const char *help;
+    const char *default_text;    // shown instead of the value where the default is derived
+    // 1: checkpoints written before the option existed lack it in their config; they read as
+    // the built-in value, which is what the module did before the option existed.
+    int added_later;
+    // 1: bin/eval may set it on a checkpoint, because it changes only the evaluation splits
+    // (an integer option of a task).
+    int eval;
+} Option;
+
+#endif

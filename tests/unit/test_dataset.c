@@ -1,0 +1,237 @@
+// Fixed sets (data/dataset.h) and dataset files (data/dataset_file.h): batches are cut to their
+// longest sequence; an epoch's order is a deterministic permutation of whole batches of similar
+// lengths; a file round trip gives back every set bit for bit; damaged or foreign files give
+// one message naming the problem, not a crash.
+#include <criterion/criterion.h>
+#include <hdf5.h>
+#include <math.h>
+#include <hdf5_hl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../data/dataset.h"
+#include "../../data/dataset_file.h"
+
+static char dir[64], path[128];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "/tmp/pelab-test-data-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/data.h5", dir);
+}
+
+static void remove_dir(void) {
+    unlink(path);
+    rmdir(dir);
+}
+
+TestSuite(dataset, .init = make_dir, .fini = remove_dir);
+
+// A set whose row r has length 1 + r % width, with tokens r + t and every position scored.
+static void varied_set(SequenceSet *set, int n, int width) {
+    cr_assert_eq(sequence_set_alloc(set, n, width), 0);
+    snprintf(set->name, sizeof set->name, "varied");
+    for (int r = 0; r < n; r++) {
+        int L = 1 + r % width;
+        set->lengths[r] = L;
+        for (int t = 0; t < L; t++) {
+            set->inputs[(size_t)r * width + t] = (r + t) % 5;
+            set->targets[(size_t)r * width + t] = (r + t + 1) % 5;
+        }
+    }
+}
+
+Test(dataset, a_batch_is_cut_to_its_longest_sequence) {
+    SequenceSet set;
+    varied_set(&set, 10, 8);
+    int rows[3] = {1, 4, 2};  // lengths 2, 5, 3
+    int32_t in[3 * 8], tg[3 * 8];
+    int T = sequence_set_batch(&set, rows, 3, in, tg);
+    cr_assert_eq(T, 5);
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < T; t++) {
+            cr_assert_eq(in[b * T + t], set.inputs[rows[b] * 8 + t]);
+            cr_assert_eq(tg[b * T + t], t < set.lengths[rows[b]] ? set.targets[rows[b] * 8 + t] : -1,
+                         "padding must stay unscored");
+        }
+    sequence_set_free(&set);
+}
+
+Test(dataset, an_epoch_is_a_deterministic_permutation_of_similar_length_batches) {
+    enum { N = 1000, B = 8, W = 64 };
+    SequenceSet set;
+    varied_set(&set, N, W);
+    // Lengths scrambled so that row order says nothing about length.
+    for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
+    int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int)), *c = malloc(N * sizeof(int));
+    int64_t *work = malloc(N * sizeof(int64_t));
+    int used = batches_per_epoch(N, B, ORDER_POOLED) * B;
+    cr_assert_eq(used, 1000 / 8 * 8);
+    epoch_order(a, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(b, work, set.lengths, N, B, ORDER_POOLED, 7, 3);
+    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 7, 4);
+    cr_assert_arr_eq(a, b, used * sizeof(int), "same seed and epoch, another order");
+    cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
+    epoch_order(c, work, set.lengths, N, B, ORDER_POOLED, 8, 3);
+    cr_assert(memcmp(a, c, used * sizeof(int)) != 0, "seeds 7 and 8 gave the same order");
+    char *seen = calloc(N, 1);
+    long padded = 0, random_padded = 0;
+    for (int i = 0; i < used; i++) {
+        cr_assert(a[i] >= 0 && a[i] < N && !seen[a[i]], "row %d repeated or out of range", a[i]);
+        seen[a[i]] = 1;
+    }
+    // Padding computed: batch length minus each row's length, against batches of rows in order.
+    for (int k = 0; k < used / B; k++) {
+        int longest = 0, longest_plain = 0;
+        for (int j = 0; j < B; j++) {
+            longest = set.lengths[a[k * B + j]] > longest ? set.lengths[a[k * B + j]] : longest;
+            longest_plain = set.lengths[k * B + j] > longest_plain ? set.lengths[k * B + j] : longest_plain;
+        }
+        for (int j = 0; j < B; j++) {
+            padded += longest - set.lengths[a[k * B + j]];
+            random_padded += longest_plain - set.lengths[k * B + j];
+        }
+    }
+    cr_assert_lt(padded * 5, random_padded, "pools sorted by length should cut padding 5x: %ld vs %ld",
+                 padded, random_padded);
+    free(a), free(b), free(c), free(work), free(seen);
+    sequence_set_free(&set);
+}
+
+// --batch-order shuffle, as a shuffling DataLoader that keeps its last batch: ceil(n/B)
+// batches, every row exactly once per epoch, the last batch short, and the permutation uniform
+// (no length sorting: the mean length of the first half of the epoch matches the second's).
+Test(dataset, a_shuffled_epoch_holds_every_row_once_with_a_short_last_batch) {
+    enum { N = 1003, B = 8, W = 64 };
+    SequenceSet set;
+    varied_set(&set, N, W);
+    for (int r = 0; r < N; r++) set.lengths[r] = 1 + (int)((r * 2654435761u) % W);
+    int nb = batches_per_epoch(N, B, ORDER_SHUFFLE);
+    cr_assert_eq(nb, 126);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_SHUFFLE, 0), B);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_SHUFFLE, nb - 1), N - (nb - 1) * B);
+    cr_assert_eq(epoch_batch_size(N, B, ORDER_POOLED, nb - 2), B);
+    int *a = malloc(N * sizeof(int)), *b = malloc(N * sizeof(int));
+    int64_t *work = malloc(N * sizeof(int64_t));
+    epoch_order(a, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 3);
+    epoch_order(b, work, set.lengths, N, B, ORDER_SHUFFLE, 7, 4);
+    cr_assert(memcmp(a, b, N * sizeof(int)) != 0, "epochs 3 and 4 gave the same order");
+    char *seen = calloc(N, 1);
+    double half[2] = {0, 0};
+    for (int i = 0; i < N; i++) {
+        cr_assert(a[i] >= 0 && a[i] < N && !seen[a[i]], "row %d repeated or out of range", a[i]);
+        seen[a[i]] = 1;
+        half[2 * i >= N] += set.lengths[a[i]];
+    }
+    // lengths uniform on 1..64: each half's mean has a standard error near 0.8
+    cr_assert_lt(fabs(half[0] - half[1]) / (N / 2.0), 4.0, "the order sorts by length");
+    free(a), free(b), free(work), free(seen);
+    sequence_set_free(&set);
+}
+
+static const Task *kvret(void) { return task_find("kvret"); }
+
+static void draw(DatasetContents *c, int train_n) {
+    const Task *task = kvret();
+    TaskOptions opt = task_default_options;
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    memset(c, 0, sizeof *c);
+    if (train_n)
+        cr_assert_eq(sequence_set_generate(&c->train, task, &opt, &layout, -1, train_n, dataset_seed(-1)), 0);
+    c->n_splits = layout.n_splits;
+    c->sweep_first = layout.sweep_first;
+    c->sweep_bins = layout.sweep_bins;
+    for (int s = 0; s < layout.n_splits; s++)
+        cr_assert_eq(sequence_set_generate(&c->split[s], task, &opt, &layout, s, 7, dataset_seed(s)), 0);
+}
+
+static void assert_same_set(const SequenceSet *a, const SequenceSet *b) {
+    cr_assert_str_eq(a->name, b->name);
+    cr_assert_str_eq(a->summary, b->summary);
+    cr_assert_eq(a->n, b->n);
+    cr_assert_eq(a->width, b->width);
+    cr_assert_eq(a->extrapolates, b->extrapolates);
+    size_t cells = (size_t)a->n * a->width;
+    cr_assert_arr_eq(a->inputs, b->inputs, cells * sizeof(int32_t), "set %s: inputs differ", a->name);
+    cr_assert_arr_eq(a->targets, b->targets, cells * sizeof(int32_t), "set %s: targets differ", a->name);
+    cr_assert_arr_eq(a->lengths, b->lengths, a->n * sizeof(int32_t), "set %s: lengths differ", a->name);
+}
+
+Test(dataset, a_file_round_trip_gives_back_every_set) {
+    DatasetContents written, read;
+    draw(&written, 50);
+    char err[512];
+    cr_assert_eq(dataset_file_write(path, kvret(), &written, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(dataset_file_read(path, kvret(), &read, 1, err, sizeof err), 0, "%s", err);
+    assert_same_set(&written.train, &read.train);
+    cr_assert_eq(read.n_splits, written.n_splits);
+    cr_assert_eq(read.sweep_first, written.sweep_first);
+    cr_assert_eq(read.sweep_bins, written.sweep_bins);
+    for (int s = 0; s < written.n_splits; s++) assert_same_set(&written.split[s], &read.split[s]);
+    // Metadata only: sizes and widths, no rows.
+    DatasetContents meta;
+    cr_assert_eq(dataset_file_read(path, kvret(), &meta, 0, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(meta.train.n, 50);
+    cr_assert_eq(meta.split[0].width, written.split[0].width);
+    cr_assert_null(meta.train.inputs);
+    dataset_contents_free(&meta);
+    dataset_contents_free(&read);
+    dataset_contents_free(&written);
+}
+
+static void expect_read_error(const Task *task, const char *needle) {
+    DatasetContents c;
+    char err[512] = "";
+    cr_assert_eq(dataset_file_read(path, task, &c, 1, err, sizeof err), -1, "read should fail");
+    cr_assert(strstr(err, needle), "message \"%s\" lacks \"%s\"", err, needle);
+}
+
+Test(dataset, foreign_and_damaged_files_are_refused_with_a_reason) {
+    expect_read_error(kvret(), "cannot open dataset");
+    FILE *f = fopen(path, "w");
+    fputs("not hdf5", f);
+    fclose(f);
+    expect_read_error(kvret(), "is not an HDF5 file");
+
+    DatasetContents c;
+    draw(&c, 10);
+    char err[512];
+    cr_assert_eq(dataset_file_write(path, kvret(), &c, err, sizeof err), 0, "%s", err);
+    expect_read_error(task_find("flipflop"), "was written for task kvret, not flipflop; pass --task kvret");
+
+    // A token id past the vocabulary, written over the file's first train token.
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    int32_t *tokens = malloc((size_t)10 * (c.train.width + 1) * sizeof(int32_t));
+    cr_assert_geq(H5LTread_dataset_int(file, "train/tokens", tokens), 0);
+    tokens[0] = 9999;
+    hid_t set = H5Dopen2(file, "train/tokens", H5P_DEFAULT);
+    cr_assert_geq(H5Dwrite(set, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens), 0);
+    H5Dclose(set);
+    H5Fclose(file);
+    expect_read_error(kvret(), "sequence 0 has a token id outside the vocabulary");
+
+    // Without the format attribute it is some other HDF5 file.
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(file, "format");
+    H5Fclose(file);
+    expect_read_error(kvret(), "not a pelab dataset");
+    free(tokens);
+    dataset_contents_free(&c);
+}
+
+Test(dataset, a_target_that_is_not_the_next_token_cannot_be_written) {
+    DatasetContents c;
+    draw(&c, 0);
+    // kvret scores one position; make its target disagree with the next input.
+    SequenceSet *s = &c.split[0];
+    for (int t = 0; t < s->lengths[0] - 1; t++)
+        if (s->targets[t] >= 0) s->targets[t] = (s->inputs[t + 1] + 1) % kvret()->vocab_size;
+    char err[512];
+    cr_assert_eq(dataset_file_write(path, kvret(), &c, err, sizeof err), -1);
+    cr_assert(strstr(err, "is not the next token"), "message: %s", err);
+    cr_assert_eq(access(path, F_OK), -1, "a failed write must leave no file");
+    dataset_contents_free(&c);
+}
