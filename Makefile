@@ -118,23 +118,17 @@ clean:
 	rm -rf build build-san build-mpi bin
 
 
-# ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does.
-MPI_PKGS := libopenmpi-dev openmpi-bin
+# ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does;
+# `make bench-mpi` times 1 process against 2 ranks, interleaved (prints tokens/s).
 .PHONY: test-mpi bench-mpi
 
 bin/train-mpi: $(BUILD)/train/main.o $(LIB_OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-test-mpi: deps deps-test
-	$(MAKE) deps BUILD_PKGS="$(MPI_PKGS)"
+test-mpi bench-mpi:
+	@scripts/deps.sh mpi
 	$(MAKE) bin/train
 	$(MAKE) MPI=1 bin/train-mpi
-	$(PYTHON) -m pytest -q tests/test_mpi.py
-
-# 1 process against 2 ranks, interleaved (prints tokens/s; tests/bench_mpi.py)
-bench-mpi: deps deps-test
-	$(MAKE) bin/train
-	$(MAKE) MPI=1 bin/train-mpi
-	$(PYTHON) tests/bench_mpi.py
+	$(PYTHON) $(if $(filter test-mpi,$@),-m pytest -q tests/mpi,tests/bench/bench_mpi.py)
 # ---- end MPI

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../model/rng.h"
+#include "../common/rng.h"
 #include "program.h"
 
 #ifdef PELAB_MPI

@@ -4,7 +4,7 @@ round so that a busy machine slows both sides alike. Prints training tokens/s (t
 tok_per_s: training steps only, not the evaluation) per round and the median per side; nothing
 is asserted.
 
-    /usr/bin/python3 tests/bench_mpi.py [--ranks 2] [--rounds 3] [--steps 100] [-- train flags]
+    /usr/bin/python3 tests/bench/bench_mpi.py [--ranks 2] [--rounds 3] [--steps 100] [-- train flags]
 """
 import argparse
 import json
@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
 

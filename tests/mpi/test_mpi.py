@@ -11,18 +11,15 @@ are the 1e-5 asked of data parallelism. One rank is the single process bit for b
 
 Built without MPI (no bin/train-mpi), the module is skipped; `make test-mpi` builds it and runs it.
 """
-import json
 import os
-import pathlib
 import shutil
 import subprocess
 
-import h5py
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
+from harness import ENV, ROOT, TRAIN, assert_same_checkpoint, checkpoint_contents, metric_rows
+
 TRAIN_MPI = ROOT / "bin" / "train-mpi"
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
@@ -54,25 +51,13 @@ ABS = 1e-5
 def train(out, args, ranks=None, timeout=600):
     cmd = [str(TRAIN), *args] if ranks is None else [*MPIRUN, "-np", str(ranks), str(TRAIN_MPI), *args]
     done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+                          env=ENV, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
 
-def metrics(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def checkpoint(out):
-    tensors = {}
-    with h5py.File(out / "model.h5", "r") as f:
-        f.visititems(lambda name, obj: tensors.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return tensors
-
-
 def assert_runs_agree(one, two):
-    rows1, rows2 = metrics(one), metrics(two)
+    rows1, rows2 = metric_rows(one), metric_rows(two)
     assert [r["step"] for r in rows1] == [r["step"] for r in rows2]
     assert len(rows1) >= 10
     for r1, r2 in zip(rows1, rows2):
@@ -84,12 +69,12 @@ def assert_runs_agree(one, two):
         e2 = rows2[0]["eval"][split]
         assert (e2["token_error"], e2["seq_error"]) == (e1["token_error"], e1["seq_error"]), split
         assert e2["loss"] == pytest.approx(e1["loss"], rel=1e-6), split
-    w1, w2 = checkpoint(one), checkpoint(two)
+    w1, w2 = checkpoint_contents(one / "model.h5"), checkpoint_contents(two / "model.h5")
     assert w1.keys() == w2.keys()
     floats = 0
     for name, a in w1.items():
         b = w2[name]
-        if a.dtype.kind == "f":
+        if np.asarray(a).dtype.kind == "f":
             floats += 1
             np.testing.assert_allclose(b, a, rtol=0, atol=ABS, err_msg=name)
         else:
@@ -114,7 +99,7 @@ def test_two_ranks_train_as_one_process(single, tmp_path):
 def test_a_run_of_two_ranks_resumes_in_one_process(single, tmp_path):
     # the data stream and the dropout masks are those of the whole batch: any rank count resumes
     one, args = single
-    half = str(len(metrics(one)) // 2)
+    half = str(len(metric_rows(one)) // 2)
     train(tmp_path / "run", args + ["--stop-at", half], ranks=2)
     train(tmp_path / "run", ["--resume", str(tmp_path / "run" / "model.h5")])
     assert_runs_agree(one, tmp_path / "run")
@@ -124,14 +109,13 @@ def test_one_rank_is_the_single_process_bit_for_bit(tmp_path):
     args = COMMON + ["--steps", "20", "--eval-every", "10", "--moice-bases", "short"]
     train(tmp_path / "plain", args)
     train(tmp_path / "mpi", args, ranks=1)
-    assert metrics(tmp_path / "plain")[-1]["loss"] == metrics(tmp_path / "mpi")[-1]["loss"]
-    w1, w2 = checkpoint(tmp_path / "plain"), checkpoint(tmp_path / "mpi")
-    for name in w1:
-        assert np.array_equal(w1[name], w2[name]), name
+    assert metric_rows(tmp_path / "plain") == metric_rows(tmp_path / "mpi")
+    assert_same_checkpoint(tmp_path / "plain" / "model.h5", tmp_path / "mpi" / "model.h5")
 
 
-def run_fails(tmp_path, *cmd):
-    done = subprocess.run([*MPIRUN, *cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
+def run_fails(*cmd):
+    done = subprocess.run([*MPIRUN, *cmd], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                          timeout=120)
     return done.returncode, done.stderr
 
 
@@ -145,7 +129,7 @@ def ranks(*per_rank):
 
 
 def test_a_batch_that_does_not_split_is_refused_once(tmp_path):
-    rc, err = run_fails(tmp_path, "-np", "2", str(TRAIN_MPI), "--batch", "15", "--out",
+    rc, err = run_fails("-np", "2", str(TRAIN_MPI), "--batch", "15", "--out",
                         str(tmp_path / "run"))
     assert rc == 2
     assert err.count("--batch 15 does not split into 2 equal shards") == 1, err
@@ -155,7 +139,7 @@ def test_a_batch_that_does_not_split_is_refused_once(tmp_path):
 
 def test_ranks_with_different_options_are_refused(tmp_path):
     out = ["--out", str(tmp_path / "run"), "--steps", "5"]
-    rc, err = run_fails(tmp_path, *ranks(out + ["--seed", "1"], out + ["--seed", "2"]))
+    rc, err = run_fails(*ranks(out + ["--seed", "1"], out + ["--seed", "2"]))
     assert rc == 2
     assert err.count("started with different options") == 1, err
     assert not (tmp_path / "run").exists()
@@ -164,14 +148,14 @@ def test_ranks_with_different_options_are_refused(tmp_path):
 def test_an_error_on_one_rank_ends_every_rank(tmp_path):
     # rank 1 alone cannot read its checkpoint: it says so and takes rank 0 down, no hang
     out = ["--out", str(tmp_path / "run")]
-    rc, err = run_fails(tmp_path, *ranks(out, out + ["--resume", str(tmp_path / "missing.h5")]))
+    rc, err = run_fails(*ranks(out, out + ["--resume", str(tmp_path / "missing.h5")]))
     assert rc == 2
     assert "(rank 1 of 2): " in err and "missing.h5" in err, err
 
 
 def test_a_rank_that_dies_ends_the_run(tmp_path):
     proc = subprocess.Popen([*MPIRUN, "-np", "2", str(TRAIN_MPI), "--steps", "100000", "--threads",
-                             "1", "--out", str(tmp_path / "run")], cwd=ROOT,
+                             "1", "--out", str(tmp_path / "run")], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # wait for the first progress line: both ranks are past setup and in the step loop
