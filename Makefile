@@ -26,6 +26,16 @@ CFLAGS  += -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp $(PKG_CFL
 LDLIBS  += $(PKG_RPATH) $(filter -L%,$(PKG_LIBS)) -lhdf5_hl $(PKG_LIBS) -lm
 BUILD   ?= build
 
+# ---- MPI (docs/mpi.md): `make MPI=1` builds bin/train-mpi, the trainer that mpirun or srun
+# runs as data-parallel ranks, from objects of its own; bin/train stays free of MPI.
+ifeq ($(MPI),1)
+BUILD   := build-mpi
+CFLAGS  += -DPELAB_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS  += $(shell pkg-config --libs ompi-c)
+.DEFAULT_GOAL := bin/train-mpi
+endif
+# ---- end MPI
+
 # Everything but the programs' main files is the pelab library.
 LIB_SRC  := $(wildcard common/*.c model/*.c tasks/*.c data/*.c) \
             $(filter-out train/main.c train/eval_main.c,$(wildcard train/*.c))
@@ -121,4 +131,20 @@ deps-slurm:
 	@scripts/deps.sh slurm
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-mpi bin
+
+
+# ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does;
+# `make bench-mpi` times 1 process against 2 ranks, interleaved (prints tokens/s).
+.PHONY: test-mpi bench-mpi
+
+bin/train-mpi: $(BUILD)/train/main.o $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+test-mpi bench-mpi:
+	@scripts/deps.sh mpi
+	$(MAKE) bin/train
+	$(MAKE) MPI=1 bin/train-mpi
+	$(PYTHON) $(if $(filter test-mpi,$@),-m pytest -q tests/mpi,tests/bench/bench_mpi.py)
+# ---- end MPI

@@ -58,6 +58,10 @@ static void score_batch(const GPT *model, const int32_t *targets, int B, int T, 
 }
 
 int evaluate(GPT *model, const EvalSets *sets, SplitResult *results) {
+    return evaluate_part(model, sets, results, 0, 1);
+}
+
+int evaluate_part(GPT *model, const EvalSets *sets, SplitResult *results, int part, int parts) {
     int width = task_layout_longest(&sets->layout), B = model->max_batch;
     int32_t *inputs = malloc((size_t)B * width * sizeof(int32_t));
     int32_t *targets = malloc((size_t)B * width * sizeof(int32_t));
@@ -73,7 +77,7 @@ int evaluate(GPT *model, const EvalSets *sets, SplitResult *results) {
         SplitResult *r = &results[split];
         memset(r, 0, sizeof *r);
         double loss_sum = 0.0;
-        for (int first = 0; first < set->n; first += B) {
+        for (int first = part * B; first < set->n; first += parts * B) {
             int n = set->n - first < B ? set->n - first : B;
             for (int b = 0; b < n; b++) rows[b] = first + b;
             int T = sequence_set_batch(set, rows, n, inputs, targets);

@@ -58,6 +58,9 @@ void eval_sets_free(EvalSets *sets);
 // Runs every split through the model without dropout, in batches of model->max_batch cut to
 // their longest sequence; results: [sets->layout.n_splits]. Returns 0, or -1 out of memory.
 int evaluate(GPT *model, const EvalSets *sets, SplitResult *results);
+// The same over every parts-th of those batches from batch `part` on (one rank's share; the
+// parts' counts add up to evaluate's, their losses weighted by their scored counts).
+int evaluate_part(GPT *model, const EvalSets *sets, SplitResult *results, int part, int parts);
 
 // The sweep from the results of the layout's bins; bins = 0 when the task has none.
 SweepResult eval_sweep(const TaskLayout *layout, const SplitResult *results);

@@ -23,12 +23,12 @@ static float *pe_scratch(const AttentionSetup *s, int thread, int T) {
 
 // Dropout of one (batch, head)'s [T, T] matrix (probabilities, or their gradient; dst may be
 // src), with the element index of the whole [B, H, T, T] tensor so that forward and backward
-// draw the same mask.
+// draw the same mask (and a shard of a batch the mask of its rows in the whole batch).
 static void attention_dropout(float *dst, const float *src, int T, size_t bh,
                               const AttentionSetup *s) {
     uint32_t threshold = dropout_threshold(s->dropout);
     float scale = 1.0f / (1.0f - s->dropout);
-    size_t base = bh * (size_t)T * T;
+    size_t base = (s->dropout_first_bh + bh) * (size_t)T * T;
     for (int i = 0; i < T; i++) {
         int jend = block_end(i - i % ROW_BLOCK, T);
         for (int j = 0; j < jend; j++) {

@@ -351,6 +351,12 @@ static uint64_t site_key(const GPT *m, int layer, int site) {
     return hash_mix(hash_mix(m->dropout_key, (uint64_t)(layer + 1)), (uint64_t)site);
 }
 
+// Dropout at a site over this batch's tensor x of per_row floats per sequence, its elements
+// numbered from the batch's first row in the whole batch (batch_row0).
+static void drop(const GPT *m, float *x, size_t per_row, float p, uint64_t key) {
+    dropout_apply(x, (size_t)m->B * per_row, p, key, (uint64_t)m->batch_row0 * per_row);
+}
+
 static float active_dropout(const GPT *m) { return m->training ? m->config.dropout : 0.0f; }
 static float active_ffn_dropout(const GPT *m) { return m->training ? m->config.ffn_dropout : 0.0f; }
 
@@ -376,6 +382,7 @@ static AttentionSetup attention_setup(GPT *m, int l) {
         .pe_grad_size = m->pe_grad_size,
         .dropout = active_dropout(m),
         .dropout_key = site_key(m, l, SITE_ATTENTION),
+        .dropout_first_bh = (size_t)m->batch_row0 * c->n_head,
         .work = m->att_work,
         .work_per_thread = m->att_work_per_thread,
         .n_threads = m->n_threads,
@@ -400,7 +407,7 @@ static void attention_block_forward(GPT *m, int l, const float *inp) {
         attention_forward(a->atty, a->att, a->pe, a->qkv, B, T, C, c->n_head, &setup);
     }
     matmul_forward(a->attproj, a->atty, p->attprojw, p->attprojb, N, C, C);
-    dropout_apply(a->attproj, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
+    drop(m, a->attproj, (size_t)T * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
 }
 
 // dinp += d(attention block)/d(inp) given dout = d(attproj) (dout is consumed). need_dinp 0:
@@ -414,7 +421,7 @@ static void attention_block_backward(GPT *m, int l, float *dout, float *dinp, co
     const LayerActs *a = &m->acts.layer[l];
     GradScratch *s = &m->scratch;
     int B = m->B, T = m->T, C = c->n_embd, N = B * T;
-    dropout_apply(dout, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
+    drop(m, dout, (size_t)T * C, active_dropout(m), site_key(m, l, SITE_ATTENTION_OUT));
     memset(s->datty, 0, (size_t)N * C * sizeof(float));
     matmul_backward(s->datty, g->attprojw, g->attprojb, dout, a->atty, p->attprojw, N, C, C);
     AttentionSetup setup = attention_setup(m, l);
@@ -439,9 +446,9 @@ static void mlp_block_forward(GPT *m, int l, const float *inp) {
     matmul_forward(a->fch, inp, p->fcw, p->fcb, N, C, F);
     activation_forward(a->fch_act, a->fch, (size_t)N * F, c->act);
     // fch_act keeps the dropped values: they are what the projection's weight gradient needs
-    dropout_apply(a->fch_act, (size_t)N * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
+    drop(m, a->fch_act, (size_t)m->T * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
     matmul_forward(a->fcproj, a->fch_act, p->fcprojw, p->fcprojb, N, F, C);
-    dropout_apply(a->fcproj, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
+    drop(m, a->fcproj, (size_t)m->T * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
 }
 
 // dinp += d(mlp block)/d(inp) given dout = d(fcproj) (dout is consumed)
@@ -452,12 +459,25 @@ static void mlp_block_backward(GPT *m, int l, float *dout, float *dinp, const fl
     const LayerActs *a = &m->acts.layer[l];
     float *dfch = m->scratch.dfch;
     int C = c->n_embd, F = c->ffn_dim, N = m->B * m->T;
-    dropout_apply(dout, (size_t)N * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
+    drop(m, dout, (size_t)m->T * C, active_dropout(m), site_key(m, l, SITE_MLP_OUT));
     memset(dfch, 0, (size_t)N * F * sizeof(float));
     matmul_backward(dfch, g->fcprojw, g->fcprojb, dout, a->fch_act, p->fcprojw, N, F, C);
-    dropout_apply(dfch, (size_t)N * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
+    drop(m, dfch, (size_t)m->T * F, active_ffn_dropout(m), site_key(m, l, SITE_MLP_HIDDEN));
     activation_backward(dfch, dfch, a->fch, (size_t)N * F, c->act);
     matmul_backward(dinp, g->fcw, g->fcb, dfch, inp, p->fcw, N, C, F);
+}
+
+// mean_loss, aux_loss and objective from the sums of the batch's forward.
+static void set_losses(GPT *m) {
+    const GPTConfig *c = &m->config;
+    m->mean_loss = m->n_scored ? (float)(m->loss_sum / m->n_scored) : 0.0f;
+    // aux = N sum_n f_n P_n over the routings of all layers
+    double aux = 0.0, R = (double)m->router_rows;
+    for (int n = 0; n < c->moice.n_bases; n++)
+        aux += c->moice.n_bases * (m->router_picks[n] / R) * (m->router_prob_sum[n] / R);
+    m->aux_loss = (float)aux;
+    m->objective = (float)((m->n_scored ? m->loss_sum / m->n_scored : 0.0) +
+                           c->moice.aux_weight * aux);
 }
 
 static void residual_forward(float *out, const float *a, const float *b, size_t n) {
@@ -485,7 +505,7 @@ float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, 
 
     embedding_forward(a->encoded, inputs, p->wte, N, C);
     if (c->pe->embed_forward) c->pe->embed_forward(a->encoded, p->pe_shared, c, B, T);
-    dropout_apply(a->encoded, (size_t)N * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
+    drop(m, a->encoded, (size_t)T * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
 
     for (int l = 0; l < c->n_layer; l++) {
         const LayerParams *lp = &p->layer[l];
@@ -516,14 +536,31 @@ float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, 
     m->n_scored = crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V);
     double sum = 0.0;
     for (int n = 0; n < N; n++) sum += a->losses[n];
-    m->mean_loss = m->n_scored ? (float)(sum / m->n_scored) : 0.0f;
-    // aux = N sum_n f_n P_n over the routings of all layers
-    double aux = 0.0, R = (double)m->router_rows;
-    for (int n = 0; n < c->moice.n_bases; n++)
-        aux += c->moice.n_bases * (m->router_picks[n] / R) * (m->router_prob_sum[n] / R);
-    m->aux_loss = (float)aux;
-    m->objective = (float)((m->n_scored ? sum / m->n_scored : 0.0) + c->moice.aux_weight * aux);
+    m->loss_sum = sum;
+    set_losses(m);
     return m->mean_loss;
+}
+
+void gpt_forward_sums(const GPT *m, double *sums) {
+    memset(sums, 0, GPT_SUMS * sizeof(double));
+    sums[GPT_SUM_SCORED] = m->n_scored;
+    sums[GPT_SUM_LOSS] = m->loss_sum;
+    sums[GPT_SUM_ROUTINGS] = (double)m->router_rows;
+    for (int n = 0; n < m->config.moice.n_bases; n++) {
+        sums[GPT_SUM_PICKS + n] = m->router_picks[n];
+        sums[GPT_SUM_PROBS + n] = m->router_prob_sum[n];
+    }
+}
+
+void gpt_set_batch_sums(GPT *m, const double *sums) {
+    m->n_scored = (int)sums[GPT_SUM_SCORED];
+    m->loss_sum = sums[GPT_SUM_LOSS];
+    m->router_rows = (long)sums[GPT_SUM_ROUTINGS];
+    for (int n = 0; n < m->config.moice.n_bases; n++) {
+        m->router_picks[n] = sums[GPT_SUM_PICKS + n];
+        m->router_prob_sum[n] = sums[GPT_SUM_PROBS + n];
+    }
+    set_losses(m);
 }
 
 void gpt_zero_grad(GPT *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
@@ -602,7 +639,7 @@ void gpt_backward(GPT *m) {
         }
     }
     if (m->grad_floor >= 0) return;
-    dropout_apply(s->dres, NC, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
+    drop(m, s->dres, (size_t)m->T * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
     if (c->pe->embed_backward && g->pe_shared) c->pe->embed_backward(g->pe_shared, s->dres, c, m->B, m->T);
     if (g->wte) embedding_backward(g->wte, s->dres, m->inputs, N, C);
 }

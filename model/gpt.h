@@ -179,6 +179,7 @@ typedef struct {
     const int32_t *inputs;   // [B, T]
     const int32_t *targets;  // [B, T], -1 where not scored
     int n_scored;
+    double loss_sum;         // cross-entropy summed over the scored positions
     float mean_loss;         // cross-entropy: mean over the scored positions (0 if none)
     // MoICE's load-balancing loss N sum_n f_n P_n over the routings of all layers (0 when off),
     // and the objective that gpt_backward differentiates: mean_loss + aux_weight * aux_loss.
@@ -189,6 +190,10 @@ typedef struct {
     long router_rows;                         // routings counted (B*T*H per layer)
     int training;            // dropout on
     uint64_t dropout_key;
+    // The row of the whole batch this batch starts at: a data-parallel shard of rows
+    // [batch_row0, batch_row0 + B) draws the dropout masks a single process draws for them.
+    // 0 unless the caller sets it.
+    int batch_row0;
     // gpt_backward stops below this layer: the lowest one with a trainable tensor, -1 when a
     // tensor outside the blocks (wte, shared PE tables) trains.
     int grad_floor;
@@ -223,6 +228,16 @@ int gpt_is_router(const TensorInfo *t);
 // from dropout_key (same key, same masks). Returns mean_loss.
 float gpt_forward(GPT *model, const int32_t *inputs, const int32_t *targets, int B, int T,
                   int training, uint64_t dropout_key);
+// Data parallelism: every process forwards a shard of the batch, but the loss and MoICE's
+// balance are functions of the whole batch's sums. gpt_forward_sums gives this forward's
+// GPT_SUMS sums; gpt_set_batch_sums takes the whole batch's (every shard's added up) and sets
+// n_scored, mean_loss, aux_loss and objective from them, so that gpt_backward yields this
+// shard's share of the whole batch's gradient and the shards' gradients add up to it. With the
+// forward's own sums it changes nothing.
+enum { GPT_SUM_SCORED, GPT_SUM_LOSS, GPT_SUM_ROUTINGS, GPT_SUM_PICKS,
+       GPT_SUM_PROBS = GPT_SUM_PICKS + MOICE_MAX_BASES, GPT_SUMS = GPT_SUM_PROBS + MOICE_MAX_BASES };
+void gpt_forward_sums(const GPT *model, double *sums);
+void gpt_set_batch_sums(GPT *model, const double *sums);
 void gpt_zero_grad(GPT *model);
 // Accumulates d(objective)/d(parameters) into grads_memory (frozen tensors excluded).
 void gpt_backward(GPT *model);

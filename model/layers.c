@@ -171,12 +171,12 @@ void activation_backward(float *dinp, const float *dout, const float *inp, size_
     }
 }
 
-void dropout_apply(float *x, size_t n, float p, uint64_t key) {
+void dropout_apply(float *x, size_t n, float p, uint64_t key, uint64_t first) {
     if (p <= 0.0f) return;
     uint32_t threshold = dropout_threshold(p);
     float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = dropout_keep(key, i, threshold) ? x[i] * scale : 0.0f;
+    for (size_t i = 0; i < n; i++) x[i] = dropout_keep(key, first + i, threshold) ? x[i] * scale : 0.0f;
 }
 
 int crossentropy_forward(float *losses, float *probs, const float *logits,

@@ -34,8 +34,10 @@ void activation_backward(float *dinp, const float *dout, const float *inp, size_
                          Activation act);
 
 // Inverted dropout in place: x *= keep / (1 - p), keep drawn from (key, element index). The
-// same call is the backward, because the mask depends only on (key, index).
-void dropout_apply(float *x, size_t n, float p, uint64_t key);
+// same call is the backward, because the mask depends only on (key, index). x[i] is element
+// first + i of the site's tensor: a data-parallel shard passes its offset in the whole batch
+// and draws the same mask as a single process does for those rows.
+void dropout_apply(float *x, size_t n, float p, uint64_t key, uint64_t first);
 
 // Per-position softmax cross-entropy. logits, probs: [N, V]; targets -1 are not scored and get
 // loss 0. Returns the number of scored positions; losses: [N].
@@ -67,6 +69,7 @@ typedef struct {
     size_t pe_grad_size;
     float dropout;
     uint64_t dropout_key;
+    size_t dropout_first_bh;  // the batch's first (batch, head) in the whole batch (shards)
     float *work;            // per thread: two [T, T] matrices, then the PE's scratch
     size_t work_per_thread;
     int n_threads;        // the work areas exist for this many threads

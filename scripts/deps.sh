@@ -4,18 +4,21 @@
 #   scripts/deps.sh build    # compile bin/train, bin/eval, and plot (make demo)
 #   scripts/deps.sh test     # the above, plus what the tests need (make test, .ci/run)
 #   scripts/deps.sh slurm    # a one-node Slurm cluster for bin/sweep's tests (make test-slurm)
+#   scripts/deps.sh mpi      # the above, plus OpenMPI (make MPI=1, make test-mpi; docs/mpi.md)
 set -euo pipefail
 
 build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev
        python3-h5py python3-matplotlib)
 test=(libcriterion-dev python3-torch python3-numpy python3-pytest)
 slurm=(slurm-wlm munge)
+mpi=(libopenmpi-dev openmpi-bin)
 
 case "${1:-build}" in
     build) wanted=("${build[@]}") ;;
     test) wanted=("${build[@]}" "${test[@]}") ;;
     slurm) wanted=("${slurm[@]}") ;;
-    *) echo "usage: $0 build|test|slurm" >&2; exit 2 ;;
+    mpi) wanted=("${build[@]}" "${test[@]}" "${mpi[@]}") ;;
+    *) echo "usage: $0 build|test|slurm|mpi" >&2; exit 2 ;;
 esac
 
 missing=()

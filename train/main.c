@@ -24,6 +24,7 @@
 #include "cli.h"
 #include "config.h"
 #include "../data/evaluate.h"
+#include "dist.h"
 #include "metrics.h"
 #include "program.h"
 #include "../data/run_data.h"
@@ -112,7 +113,30 @@ typedef struct {
     double row_train_s, window_train_s, window_loss, window_aux, session_train_s, session_eval_s;
     long row_tokens, window_steps, window_tokens, session_tokens, session_evals;
     double last_eval_s;         // the latest evaluation's seconds, 0 before the first
+    int stopping;               // interrupted, on any rank: every rank saves and stops together
 } Trainer;
+
+// Data parallelism: every rank takes an equal shard of each batch, so P must divide the batch
+// (and leave every rank a row of shuffle's short last batch); and every rank must run the same
+// configuration from the same step.
+static void check_shards(Trainer *t) {
+    const RunConfig *r = &t->args.run;
+    int P = dist_size(), n = t->data.train.n;
+    char step[32], err[256] = "";
+    snprintf(step, sizeof step, "%ld", t->state.step);
+    int same = dist_same(t->config_json) & dist_same(step);  // collectives: every rank calls both
+    if (r->batch % P != 0)
+        snprintf(err, sizeof err, "--batch %d does not split into %d equal shards, one per "
+                 "process; pass a --batch divisible by %d", r->batch, P, P);
+    else if (n && epoch_batch_size(n, r->batch, r->batch_order,
+                                   batches_per_epoch(n, r->batch, r->batch_order) - 1) < P)
+        snprintf(err, sizeof err, "the epoch's short last batch has fewer sequences than the %d "
+                 "processes; change --batch or the training set size", P);
+    else if (!same)
+        snprintf(err, sizeof err, "the %d processes were started with different options or "
+                 "checkpoints; start every rank with the same command", P);
+    dist_check(err[0] ? EXIT_BAD_INPUT : 0, err);
+}
 
 static void setup(Trainer *t) {
     CliArgs *a = &t->args;
@@ -163,8 +187,11 @@ static void setup(Trainer *t) {
     if (!t->inputs || !t->targets || !t->rows || !t->epoch || !t->epoch_work || !t->config_json ||
         (!fixed && sequence_set_alloc(&t->stream, r->batch, t->train_len) != 0))
         die(EXIT_RUN_FAILED, "out of memory for the batches; lower --batch");
+    check_shards(t);
 
-    // Only now that the input has proven good: a bad command leaves no folder behind.
+    // Only rank 0 writes, and only now that the input has proven good: a bad command leaves no
+    // folder behind.
+    if (dist_rank() != 0) return;
     if (make_dirs(a->out) != 0)
         die(EXIT_BAD_INPUT, "cannot create --out %s: %s", a->out, strerror(errno));
     snprintf(t->checkpoint, sizeof t->checkpoint, "%s/model.h5", a->out);
@@ -232,6 +259,9 @@ static void print_header(const Trainer *t) {
                r->data[0] ? " from " : "", r->data, batches_per_epoch(t->data.train.n, r->batch, r->batch_order),
                (double)r->steps / batches_per_epoch(t->data.train.n, r->batch, r->batch_order));
     print_data_context(t);
+    if (dist_size() > 1)
+        printf("data parallel: %d processes, %d sequences of each batch apiece\n", dist_size(),
+               r->batch / dist_size());
     if (m->moice.n_bases) {
         char bases[256];
         moice_format_bases(bases, sizeof bases, &m->moice);
@@ -272,18 +302,28 @@ static int next_batch(Trainer *t, long step) {
     return sequence_set_batch(train, t->rows, t->batch_B, t->inputs, t->targets);
 }
 
-// One optimiser step on the next batch. `step` counts from 0.
+// One optimiser step on the next batch. `step` counts from 0. Every rank holds the whole batch
+// and forwards its shard, rows [lo, hi); the loss is the whole batch's (the ranks' sums added
+// up), so each rank's gradient is its share and their sum, the one all-reduce, the batch's.
 static float train_step(Trainer *t, long step) {
     const RunConfig *r = &t->args.run;
+    GPT *m = &t->model;
     int T = t->batch_T = next_batch(t, step);
-    float loss = gpt_forward(&t->model, t->inputs, t->targets, t->batch_B, T, 1,
-                             hash_mix(r->seed, (uint64_t)step));
-    gpt_zero_grad(&t->model);
-    gpt_backward(&t->model);
-    clip_grad_norm(&t->model, r->clip);
+    int lo = t->batch_B * dist_rank() / dist_size(), hi = t->batch_B * (dist_rank() + 1) / dist_size();
+    m->batch_row0 = lo;
+    gpt_forward(m, t->inputs + (size_t)lo * T, t->targets + (size_t)lo * T, hi - lo, T, 1,
+                hash_mix(r->seed, (uint64_t)step));
+    double sums[GPT_SUMS];
+    gpt_forward_sums(m, sums);
+    dist_sum(sums, GPT_SUMS);
+    gpt_set_batch_sums(m, sums);
+    gpt_zero_grad(m);
+    gpt_backward(m);
+    dist_sum_floats(m->grads_memory, m->num_parameters);
+    clip_grad_norm(m, r->clip);
     t->lr = lr_at(step, r->warmup, r->steps, r->lr, r->min_lr, r->schedule);
-    adamw_update(&t->opt, &t->model, t->lr, &r->adamw);
-    return loss;
+    adamw_update(&t->opt, m, t->lr, &r->adamw);
+    return m->mean_loss;
 }
 
 // Seconds to the end of --steps: the steps left at this session's training seconds per step,
@@ -322,14 +362,15 @@ static void print_progress(Trainer *t, long session_steps) {
 static void evaluate_and_log(Trainer *t) {
     const TaskLayout *layout = &t->evals->layout;
     double start = now();
-    if (evaluate(&t->model, t->evals, t->results) != 0)
+    if (evaluate_part(&t->model, t->evals, t->results, dist_rank(), dist_size()) != 0)
         die(EXIT_RUN_FAILED, "out of memory for the evaluation batches");
+    dist_sum_results(t->results, t->evals->layout.n_splits);
     MetricsRow row = {.step = t->state.step, .tokens = t->state.tokens_seen,
                       .loss = t->state.loss_sum / (double)t->state.loss_count, .lr = t->lr,
                       .tok_per_s = t->row_train_s > 0 ? t->row_tokens / t->row_train_s : 0,
                       .elapsed_s = t->state.elapsed_s};
     char err[1024];
-    if (metrics_append(&t->log, &row, t->evals, t->results, err, sizeof err) != 0)
+    if (dist_rank() == 0 && metrics_append(&t->log, &row, t->evals, t->results, err, sizeof err) != 0)
         die(EXIT_RUN_FAILED, "%s", err);
     t->state.loss_sum = 0.0;
     t->state.loss_count = 0;
@@ -352,6 +393,7 @@ static void evaluate_and_log(Trainer *t) {
 // Periodic saves that fail only warn (the previous checkpoint is intact and training goes on);
 // the caller decides what a failed final save means.
 static int save(Trainer *t) {
+    if (dist_rank() != 0) return 0;
     char err[1024];
     if (checkpoint_save(t->checkpoint, &t->model, &t->opt, t->config_json, &t->state, err,
                         sizeof err) == 0)
@@ -389,13 +431,14 @@ static long batch_real_tokens(const Trainer *t) {
 // Says how the loop ended (the summary table at the end of --steps); returns the exit status.
 static int report_end(const Trainer *t, long first_step, int saved) {
     const RunConfig *r = &t->args.run;
+    FILE *note = dist_rank() == 0 ? stderr : stdout;  // rank 0 speaks for the run
     if (t->state.step == first_step) {
-        fprintf(stderr, "%s: interrupted before the first step; nothing was saved\n", program_name);
+        fprintf(note, "%s: interrupted before the first step; nothing was saved\n", program_name);
         return EXIT_INTERRUPTED;
     }
     if (!saved) return EXIT_RUN_FAILED;
-    if (t->state.step < r->steps && interrupted) {
-        fprintf(stderr, "%s: interrupted after step %ld; saved %s; continue with --resume %s\n",
+    if (t->state.step < r->steps && t->stopping) {
+        fprintf(note, "%s: interrupted after step %ld; saved %s; continue with --resume %s\n",
                 program_name, t->state.step, t->checkpoint, t->checkpoint);
         return EXIT_INTERRUPTED;
     }
@@ -422,6 +465,7 @@ static int report_end(const Trainer *t, long first_step, int saved) {
 
 // The attention maps of the finished model (--attention-maps); returns the exit status.
 static int write_attention_maps(Trainer *t) {
+    if (dist_rank() != 0) return 0;
     char path[4096 + 16], err[1024];
     snprintf(path, sizeof path, "%s/attention.h5", t->args.out);
     if (attention_maps_write(path, &t->model, t->args.run.task, t->evals, t->args.attention_maps,
@@ -443,7 +487,8 @@ static int train(Trainer *t) {
     double session_start = now(), elapsed_before = t->state.elapsed_s;
     int saved = 0;
     catch_interrupts();
-    while (t->state.step < stop && !interrupted) {
+    t->stopping = dist_any(interrupted);
+    while (t->state.step < stop && !t->stopping) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
         record_step(t, loss, now() - step_start, batch_real_tokens(t));
@@ -454,7 +499,8 @@ static int train(Trainer *t) {
         if (eval_due || step % print_every == 0) print_progress(t, step - first_step);
         t->state.elapsed_s = elapsed_before + session_s;
         if (eval_due) evaluate_and_log(t);
-        if (last || step == stop || interrupted || (r->save_every && step % r->save_every == 0))
+        t->stopping = dist_any(interrupted);
+        if (last || step == stop || t->stopping || (r->save_every && step % r->save_every == 0))
             saved = save(t) == 0;
     }
     return report_end(t, first_step, saved);
@@ -499,16 +545,22 @@ static int dry_run(CliArgs *a) {
 
 int main(int argc, char **argv) {
     program_name = argc > 0 ? argv[0] : "bin/train";
+    dist_init(&argc, &argv);
     static Trainer trainer;  // static: CliArgs holds path buffers that need not live on the stack
     char err[1024];
-    if (cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
-    if (trainer.args.help) return 0;
-    if (trainer.args.dry_run) return dry_run(&trainer.args);
-    if (trainer.args.write_data[0]) return write_dataset(&trainer.args);
-    setup(&trainer);
-    print_header(&trainer);
-    int status = train(&trainer);
-    if (status == 0 && trainer.args.attention_maps > 0) status = write_attention_maps(&trainer);
-    teardown(&trainer);
+    int status = 0;
+    dist_check(cli_parse(argc, argv, &trainer.args, err, sizeof err) != 0 ? EXIT_BAD_INPUT : 0, err);
+    if (trainer.args.dry_run) {
+        if (dist_rank() == 0) status = dry_run(&trainer.args);
+    } else if (trainer.args.write_data[0]) {
+        if (dist_rank() == 0) status = write_dataset(&trainer.args);
+    } else if (!trainer.args.help) {
+        setup(&trainer);
+        print_header(&trainer);
+        status = train(&trainer);
+        if (status == 0 && trainer.args.attention_maps > 0) status = write_attention_maps(&trainer);
+        teardown(&trainer);
+    }
+    dist_finalize();
     return status;
 }

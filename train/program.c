@@ -1,5 +1,7 @@
 #include "program.h"
 
+#include "dist.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,5 +15,5 @@ void die(int status, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    exit(status);
+    dist_exit(status);
 }

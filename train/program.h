@@ -6,7 +6,8 @@
 // The name messages start with: argv[0], set by main.
 extern const char *program_name;
 
-// Prints "<program_name>: <message>" on stderr and exits with status.
+// Prints "<program_name>: <message>" on stderr and exits with status (in a data-parallel
+// run taking the other ranks down too: train/dist.h).
 _Noreturn void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

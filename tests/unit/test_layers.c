@@ -177,8 +177,8 @@ Test(layers, dropout_is_its_own_backward_and_keeps_the_expected_fraction) {
     size_t n = 100000;
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = y[i] = 1.0f;
-    dropout_apply(x, n, 0.25f, 42);
-    dropout_apply(y, n, 0.25f, 42);
+    dropout_apply(x, n, 0.25f, 42, 0);
+    dropout_apply(y, n, 0.25f, 42, 0);
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(x[i], y[i], "same key, same mask");
@@ -187,7 +187,7 @@ Test(layers, dropout_is_its_own_backward_and_keeps_the_expected_fraction) {
     }
     // binomial: sd = sqrt(n p (1-p)) ~ 137; 5 sd
     cr_expect(labs((long)kept - 75000) < 700, "kept %zu of %zu", kept, n);
-    dropout_apply(y, n, 0.25f, 43);
+    dropout_apply(y, n, 0.25f, 43, 0);
     size_t same = 0;
     for (size_t i = 0; i < n; i++) same += (x[i] != 0.0f) == (y[i] != 0.0f);
     cr_expect(same < n, "another key draws another mask");
