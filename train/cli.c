@@ -778,15 +778,15 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
 }
 
 // Each flag's source, from snapshots of the values after the built-in defaults and after the
-// preset (or the checkpoint) were applied.
+// preset (or the checkpoint) were applied. The checkpoint fixes the scopes up to fixed_scope_max
+// (as check_against_checkpoint does: training for --resume, the model for --init; -1: none).
 static void record_sources(CliArgs *a, const char **given, const CliArgs *defaults,
-                           const CliArgs *preset, int from_checkpoint) {
+                           const CliArgs *preset, int fixed_scope_max) {
     for (int i = 0; i < n_flags; i++) {
         const Flag *f = &flags[i];
         a->source[i] = given[i]                         ? FROM_FLAG
                        : !same_value(f, a, preset)      ? FROM_DERIVED
-                       : from_checkpoint && (int)f->scope <= (from_checkpoint == 2 ? SCOPE_TRAIN : SCOPE_MODEL)
-                                                        ? FROM_CHECKPOINT
+                       : (int)f->scope <= fixed_scope_max ? FROM_CHECKPOINT
                        : !same_value(f, preset, defaults) ? FROM_PRESET
                                                           : FROM_DEFAULT;
     }
@@ -855,6 +855,6 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     // A resumed config is complete already: deriving again could only change it.
     if (!resume && derive(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
     if (validate(a, err, errlen)) return -1;
-    record_sources(a, given, &defaults, &preset, resume ? 2 : init ? 1 : 0);
+    record_sources(a, given, &defaults, &preset, resume ? SCOPE_TRAIN : init ? SCOPE_MODEL : -1);
     return a->write_data[0] || a->dry_run ? 0 : choose_out(a, err, errlen);
 }
