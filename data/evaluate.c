@@ -149,11 +149,12 @@ static void format_rate(char *buf, size_t len, long k, long n) {
 
 // The probe splits: how many scored predictions gave the target, the second valid answer or
 // neither, each with its share and 95 % interval.
-static void print_probes(FILE *out, const TaskLayout *layout, const SplitResult *results) {
+static void print_probes(FILE *out, const TaskLayout *layout, int desc_width,
+                         const SplitResult *results) {
     fprintf(out, "\nprobe splits (two valid answers: which one the model gives; %% of scored, "
                  "95%% Wilson interval)\n");
-    fprintf(out, "%-8s  %-44s  %7s  %-26s  %-26s  %-26s\n", "split", "description", "scored",
-            "target", "second answer", "neither");
+    fprintf(out, "%-8s  %-*s  %7s  %-26s  %-26s  %s\n", "split", desc_width, "description",
+            "scored", "target", "second answer", "neither");
     for (int s = 0; s < layout->n_splits; s++) {
         if (!layout->split[s].probe) continue;
         const SplitResult *r = &results[s];
@@ -163,7 +164,7 @@ static void print_probes(FILE *out, const TaskLayout *layout, const SplitResult 
         format_rate(a, sizeof a, target, r->scored);
         format_rate(b, sizeof b, r->second_answers, r->scored);
         format_rate(c, sizeof c, neither, r->scored);
-        fprintf(out, "%-8s  %-44s  %7ld  %-26s  %-26s  %-26s\n", layout->split[s].name,
+        fprintf(out, "%-8s  %-*s  %7ld  %-26s  %-26s  %s\n", layout->split[s].name, desc_width,
                 layout->split[s].summary, r->scored, a, b, c);
     }
 }
@@ -189,5 +190,5 @@ void eval_print_table(FILE *out, const EvalSets *sets, const SplitResult *result
     }
     SweepResult sw = eval_sweep(layout, results);
     if (sw.bins) print_sweep(out, layout, &sw);
-    if (probes) print_probes(out, layout, results);
+    if (probes) print_probes(out, layout, desc_width, results);
 }

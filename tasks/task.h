@@ -32,6 +32,7 @@ typedef struct {
     KvPositions kv_positions;  // kvret: training distribution of the queried pair
     float kv_middle_share;     // kvret, ends: probability of a query between the two ends
     int position_bins;       // kvret: bins of the position sweep
+    int kv_duplicate_probe;  // kvret: bins of the duplicate-key probe's two positions; 0: none
     int sel_data;            // selcopy: data tokens per sequence
     int sel_blanks;          // selcopy: blanks per training (and in) sequence
     int count_vars;          // counting: variables (official: 1, 3 or 5)
