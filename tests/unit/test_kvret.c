@@ -455,3 +455,41 @@ Test(kvret, duplicate_key_probe_rejects_bad_sizes) {
     msg = task->check(&opt);
     cr_assert(msg && strstr(msg, "--kv-duplicate-probe"), "%s", msg ? msg : "accepted");
 }
+
+// The lasting U's training distribution (--kv-positions ends --kv-middle-share s): with s = 0 no
+// query of any training sequence or of `in`, at any length --kv-min-pairs draws and with several
+// queries a sequence, lands between the two end tenths; with s > 0 the share of queries there is
+// s within a 5-sigma binomial bound (a generator off by a few points fails it).
+Test(kvret, lasting_u_middle_share) {
+    const Task *task = kvret();
+    const int n = 40, Q = 8, draws = 3000;
+    const float shares[] = {0.0f, 0.1f, 0.3f};
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    int queried[KV_MAX_QUERIES];
+    for (size_t c = 0; c < sizeof shares / sizeof shares[0]; c++) {
+        TaskOptions opt = with_min_pairs(with_queries(options(n, 0, KV_ENDS, 10), Q), 12);
+        opt.kv_middle_share = shares[c];
+        cr_assert_null(task->check(&opt));
+        Rng rng;
+        rng_seed(&rng, 23 + c);
+        for (int split = -1; split <= 0; split++) {
+            long middle = 0, total = 0;
+            for (int k = 0; k < draws; k++) {
+                int len = task->sample(&opt, split, &rng, in, tg);
+                int pairs = (len - 1 - 2 * Q) / 2, e = (pairs + 9) / 10;
+                check_queries(task, in, tg, pairs, Q, queried);
+                for (int j = 0; j < Q; j++) middle += queried[j] >= e && queried[j] < pairs - e;
+                total += Q;
+            }
+            double s = shares[c], got = (double)middle / (double)total;
+            if (s == 0.0) {
+                cr_expect_eq(middle, 0, "share 0, split %d: %ld of %ld queries in the middle",
+                             split, middle, total);
+            } else {
+                double tol = 5.0 * sqrt(s * (1.0 - s) / (double)total);
+                cr_expect(fabs(got - s) <= tol, "share %.2f, split %d: %.4f of the queries in "
+                          "the middle (bound %.4f)", s, split, got, tol);
+            }
+        }
+    }
+}
