@@ -21,6 +21,9 @@ typedef enum {
     KIND_PATH,    // char[PATH_LEN] of the program's arguments
     KIND_SWITCH,  // int, set by the flag alone
     KIND_BASES,   // MoICEOptions' n_bases and bases (moice_parse_bases)
+    KIND_RECIPE,  // stores nothing: choices[i] applies the flag text expands[i] to a new run,
+                  // as a preset does (explicit flags still win)
+    KIND_RATIOS,  // MsPoEConfig's ratio_min and ratio_max from "MIN:MAX" (mspoe_parse_ratios)
 } OptionKind;
 
 // What an option belongs to decides whether it may differ from a checkpoint's config: --resume
@@ -35,7 +38,8 @@ typedef struct {
     OptionScope scope;
     double lo, hi;        // valid range of a number...
     int lo_open, hi_open; // ...with these ends excluded
-    const char *const *choices;  // KIND_CHOICE: the enum's names, NULL-terminated
+    const char *const *choices;  // KIND_CHOICE, KIND_RECIPE: the names, NULL-terminated
+    const char *const *expands;  // KIND_RECIPE: the flag text of each choice
     const char *help;
     const char *default_text;    // shown instead of the value where the default is derived
     // 1: checkpoints written before the option existed lack it in their config; they read as

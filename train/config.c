@@ -13,7 +13,7 @@ const char *const norm_names[] = {[NORM_PRE] = "pre", [NORM_POST] = "post", NULL
 const char *const act_names[] = {[ACT_GELU] = "gelu", [ACT_RELU] = "relu", NULL};
 const char *const schedule_names[] = {
     [SCHEDULE_COSINE] = "cosine", [SCHEDULE_CONSTANT] = "constant", NULL};
-const char *const train_only_names[] = {[TRAIN_ALL] = "all", [TRAIN_ROUTERS] = "routers", NULL};
+const char *const train_only_names[] = {[TRAIN_ALL] = "all", [TRAIN_MODULE] = "routers", NULL};
 const char *const init_names[] = {[INIT_GPT2] = "gpt2", [INIT_TORCH] = "torch", NULL};
 const char *const batch_order_names[] = {[ORDER_POOLED] = "pooled", [ORDER_SHUFFLE] = "shuffle",
                                          NULL};
@@ -195,6 +195,7 @@ cJSON *gpt_config_to_json(const GPTConfig *c) {
         }
         cJSON_AddNumberToObject(moice, "top_k", c->moice.top_k);
         add_float(moice, "aux_weight", c->moice.aux_weight);
+        add_float(moice, "router_std", c->moice.router_std);
     }
     return j;
 }
@@ -207,6 +208,8 @@ static int read_moice(const cJSON *json, MoICEOptions *o, char *err, size_t errl
     const cJSON *bases = reader_field(&r, "bases", cjson_is_array, "an array of numbers");
     o->top_k = read_int(&r, "top_k");
     o->aux_weight = read_float(&r, "aux_weight");
+    // written since the router init became an option; before, it was 1/sqrt(d) (0 here)
+    if (cJSON_HasObjectItem(json, "router_std")) o->router_std = read_float(&r, "router_std");
     if (r.failed) return -1;
     int n = cJSON_GetArraySize(bases);
     if (n > MOICE_MAX_BASES) {

@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
     }
     GPT model;
     if (gpt_build(&model, &cfg, B, err, sizeof err) != 0) die(1, "%s", err);
-    gpt_set_trainable(&model, strcmp(train_only, "routers") == 0 ? TRAIN_ROUTERS : TRAIN_ALL);
+    gpt_set_trainable(&model, strcmp(train_only, "routers") == 0 ? TRAIN_MODULE : TRAIN_ALL);
     gpt_init(&model, 1);
     AdamW opt;
     if (adamw_init(&opt, &model) != 0) die(1, "out of memory for the optimiser");
