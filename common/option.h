@@ -50,4 +50,7 @@ typedef struct {
     int eval;
 } Option;
 
+// A registration's ".options = rows, .n_options = their count" for a static array of rows.
+#define OPTION_ROWS(rows) .options = (rows), .n_options = (int)(sizeof(rows) / sizeof((rows)[0]))
+
 #endif

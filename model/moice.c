@@ -506,16 +506,9 @@ static double moice_flops(const GPTConfig *c, int B, int T, double attention) {
 
 const AttentionModule moice_module = {
     .name = "MoICE",
-    .active = moice_active,
-    .check = moice_check,
-    .tensors = moice_tensors,
-    .att_blocks = moice_att_blocks,
-    .act_size = moice_act_size,
-    .scratch_size = moice_scratch_size,
-    .forward = moice_forward,
-    .backward = moice_backward,
-    .objective = moice_objective,
-    .objective_grad = moice_objective_grad,
-    .effective_attention = moice_effective_attention,
-    .flops = moice_flops,
+    .active = moice_active, .check = moice_check, .tensors = moice_tensors,
+    .att_blocks = moice_att_blocks, .act_size = moice_act_size,
+    .scratch_size = moice_scratch_size, .forward = moice_forward, .backward = moice_backward,
+    .objective = moice_objective, .objective_grad = moice_objective_grad,
+    .effective_attention = moice_effective_attention, .flops = moice_flops,
 };

@@ -72,14 +72,9 @@ static const Option rel_options[] = {
 };
 
 const PositionalEncoding pe_rel = {
-    .name = "rel",
-    .options = rel_options,
-    .n_options = sizeof rel_options / sizeof rel_options[0],
+    .name = "rel", OPTION_ROWS(rel_options),
     .summary = "learned relative embedding R[i-j] dotted with the query, one table for all layers",
-    .check = rel_check,
-    .keep_tables = rel_keep_tables,
-    .tensors = rel_tensors,
-    .score_forward = rel_score_forward,
-    .score_backward = rel_score_backward,
+    .check = rel_check, .keep_tables = rel_keep_tables, .tensors = rel_tensors,
+    .score_forward = rel_score_forward, .score_backward = rel_score_backward,
     .score_scratch_size = rel_scratch_size,
 };

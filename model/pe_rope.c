@@ -60,11 +60,7 @@ static const Option rope_options[] = {
 };
 
 const PositionalEncoding pe_rope = {
-    .name = "rope",
-    .options = rope_options,
-    .n_options = sizeof rope_options / sizeof rope_options[0],
+    .name = "rope", OPTION_ROWS(rope_options),
     .summary = "rotary embedding: q and k rotated by position (rotate-half, --rope-base)",
-    .check = rope_check,
-    .qk_forward = rope_qk_forward,
-    .qk_backward = rope_qk_backward,
+    .check = rope_check, .qk_forward = rope_qk_forward, .qk_backward = rope_qk_backward,
 };

@@ -221,16 +221,8 @@ static const Option counting_options[] = {
 };
 
 const Task task_counting = {
-    .name = "counting",
-    .options = counting_options,
-    .n_options = sizeof counting_options / sizeof counting_options[0],
+    .name = "counting", OPTION_ROWS(counting_options), TASK_PRESETS(presets),
     .summary = "count a variable's increments since it was set; only the answer is scored",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = counting_check,
-    .layout = counting_layout,
-    .sample = counting_sample,
-    .answer_known = counting_answer_known,
+    .vocab_size = VOCAB, .token_names = token_names, .check = counting_check,
+    .layout = counting_layout, .sample = counting_sample, .answer_known = counting_answer_known,
 };

@@ -102,13 +102,8 @@ static int flipflop_sample(const TaskOptions *opt, int split, Rng *rng, int32_t 
 }
 
 const Task task_flipflop = {
-    .name = "flipflop",
+    .name = "flipflop", TASK_PRESETS(presets),
     .summary = "Flip-Flop: write/read/ignore a one-bit memory; the bits after a read are scored",
-    .vocab_size = 5,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = flipflop_check,
-    .layout = flipflop_layout,
-    .sample = flipflop_sample,
+    .vocab_size = 5, .token_names = token_names, .check = flipflop_check,
+    .layout = flipflop_layout, .sample = flipflop_sample,
 };

@@ -244,15 +244,8 @@ static const Option kvret_options[] = {
 };
 
 const Task task_kvret = {
-    .name = "kvret",
-    .options = kvret_options,
-    .n_options = sizeof kvret_options / sizeof kvret_options[0],
+    .name = "kvret", OPTION_ROWS(kvret_options), TASK_PRESETS(presets),
     .summary = "key-value retrieval: the value of a queried key is scored; position sweep",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = kvret_check,
-    .layout = kvret_layout,
-    .sample = kvret_sample,
+    .vocab_size = VOCAB, .token_names = token_names, .check = kvret_check,
+    .layout = kvret_layout, .sample = kvret_sample,
 };

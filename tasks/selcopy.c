@@ -101,15 +101,8 @@ static const Option selcopy_options[] = {
 };
 
 const Task task_selcopy = {
-    .name = "selcopy",
-    .options = selcopy_options,
-    .n_options = sizeof selcopy_options / sizeof selcopy_options[0],
+    .name = "selcopy", OPTION_ROWS(selcopy_options), TASK_PRESETS(presets),
     .summary = "selective copy: data tokens among blanks, copied after a separator (scored)",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = selcopy_check,
-    .layout = selcopy_layout,
-    .sample = selcopy_sample,
+    .vocab_size = VOCAB, .token_names = token_names, .check = selcopy_check,
+    .layout = selcopy_layout, .sample = selcopy_sample,
 };

@@ -119,4 +119,7 @@ int task_layout_longest(const TaskLayout *layout);
 // The index of the split called name, or -1.
 int task_layout_find(const TaskLayout *layout, const char *name);
 
+// A task's ".presets = array, .n_presets = its count".
+#define TASK_PRESETS(array) .presets = (array), .n_presets = (int)(sizeof(array) / sizeof((array)[0]))
+
 #endif

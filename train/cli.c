@@ -195,13 +195,6 @@ static const struct {
 
 #define N_PRESET_FIELDS COUNT(preset_fields)
 
-static int error(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 // ----------------------------------------------------------------------------------------------
 // values, through the table (train/flags.h)
@@ -278,7 +271,7 @@ static int apply_flag_text(CliArgs *a, const char *flag_text, char *err, size_t 
     for (char *name = strtok_r(text, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
         const Flag *f = strncmp(name, "--", 2) == 0 ? find_flag(name + 2) : NULL;
         const char *value = strtok_r(NULL, " ", &save);
-        if (!f || !value) return error(err, errlen, "'%s' is not a flag with a value", name);
+        if (!f || !value) return flags_error(err, errlen, "'%s' is not a flag with a value", name);
         if (parse_value(f, value, a, err, errlen)) return -1;
     }
     return 0;
@@ -295,7 +288,7 @@ static int apply_preset(CliArgs *a, const Preset *p, char *err, size_t errlen) {
     if (failed) {
         char why[256];
         snprintf(why, sizeof why, "%s", err);
-        return error(err, errlen, "preset %s is broken: %s", p->name, why);
+        return flags_error(err, errlen, "preset %s is broken: %s", p->name, why);
     }
     a->run.preset = p;
     return 0;
@@ -369,7 +362,7 @@ static int read_checkpoint_config(const char *path, RunConfig *rc, char *err, si
     char why[512];
     int failed = run_config_from_json(json, rc, why, sizeof why);
     free(json);
-    if (failed) return error(err, errlen, "checkpoint %s is damaged: %s", path, why);
+    if (failed) return flags_error(err, errlen, "checkpoint %s is damaged: %s", path, why);
     // A model without MoICE stores no MoICE options: the defaults, should --init add it.
     if (!rc->model.moice.n_bases) rc->model.moice = moice_defaults;
     return 0;
@@ -398,7 +391,7 @@ static int start_new_run(CliArgs *a, const char **given, const RunConfig *init_f
         if (apply_flag_text(a, text, err, errlen)) {
             char why[256];
             snprintf(why, sizeof why, "%s", err);
-            return error(err, errlen, "--%s %s is broken: %s", table.row[i].name, given[i], why);
+            return flags_error(err, errlen, "--%s %s is broken: %s", table.row[i].name, given[i], why);
         }
     }
     return 0;
@@ -417,7 +410,7 @@ static int check_against_checkpoint(const CliArgs *a, const char **given, const 
         char theirs[64], ours[64];
         format_value(f, &saved, theirs, sizeof theirs);
         format_value(f, a, ours, sizeof ours);
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s was trained with --%s %s, not %s; %sdrop the flag or pass "
                      "--%s %s",
                      path, f->name, theirs, ours, why, f->name, theirs);
@@ -455,14 +448,14 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
         return 0;
     }
     if (r->task->vocab_size != r->model.vocab_size)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s has a vocabulary of %d tokens, task %s has %d; --init needs a "
                      "task with the same tokens",
                      a->init, r->model.vocab_size, r->task->name, r->task->vocab_size);
     // Shorter sequences run in the model's context as they are; a longer context would change
     // the shape of position tables (abs, and rel or cope sized by it).
     if (r->task_opt.seq_len > r->model.seq_len)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s was built for a context of %d tokens, which --init keeps; pass "
                      "--seq-len %d or less",
                      a->init, r->model.seq_len, r->model.seq_len);
@@ -475,25 +468,25 @@ static int check_layout(const RunConfig *r, const TaskLayout *layout, int train_
                         int writes_data, char *err, size_t errlen) {
     int longest = task_layout_longest(layout);
     if (longest > r->task_opt.seq_len)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "%s %s%s has sequences of %d tokens, more than --seq-len %d; raise --seq-len "
                      "or leave it out (it defaults to the longest sequence)",
                      r->data[0] ? "dataset" : "task", r->data[0] ? r->data : r->task->name,
                      r->data[0] ? "" : " with these options", longest, r->task_opt.seq_len);
     if (r->data[0] && !train_size && !writes_data)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "dataset %s has no training set; write one with bin/train --task %s "
                      "--train-seqs N --write-data FILE",
                      r->data, r->task->name);
     if (train_size && train_size < r->batch && !writes_data)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "the training set has %d sequences, fewer than --batch %d; lower --batch or "
                      "use more sequences",
                      train_size, r->batch);
     for (int s = 0; s < layout->n_splits; s++) {
         const TaskSplit *split = &layout->split[s];
         if (!split->extrapolates || !r->model.pe->max_len) continue;
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "split %s of task %s tests length generalisation (%d tokens, training %d), "
                      "which --pe %s cannot: it learns one embedding per position and none past "
                      "the training length; use another --pe or leave the split out (kvret: "
@@ -509,23 +502,23 @@ static int validate(const CliArgs *a, char *err, size_t errlen) {
     for (int i = 0; i < table.n; i++)
         if (flags_check_range(&table, &table.row[i], a, err, errlen)) return -1;
     if (r->min_lr > r->lr)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--min-lr %g is above --lr %g; the schedule decays from --lr down to --min-lr",
                      (double)r->min_lr, (double)r->lr);
     if (r->warmup > r->steps)
-        return error(err, errlen, "--warmup %ld is longer than --steps %ld; pick a shorter warmup",
+        return flags_error(err, errlen, "--warmup %ld is longer than --steps %ld; pick a shorter warmup",
                      r->warmup, r->steps);
     if (a->stop_at > r->steps)
-        return error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
+        return flags_error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
     if (r->train_only == TRAIN_MODULE && !r->model.moice.n_bases)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--train-only routers trains MoICE's routers, and this model has none; add "
                      "--moice-bases (e.g. short)");
     const char *problem = r->task->check(&r->task_opt);
     if (!problem) problem = gpt_config_check(&r->model);
-    if (problem) return error(err, errlen, "%s", problem);
+    if (problem) return flags_error(err, errlen, "%s", problem);
     if (r->data[0] && r->train_seqs)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--train-seqs does not apply to --data %s: the file's training set is used; "
                      "drop --train-seqs",
                      r->data);
@@ -578,7 +571,7 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", a->out);
     if (a->force || (a->resume[0] && same_file(a->resume, model))) return 0;
     if (exists(model) || exists(metrics))
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "%s already holds a run; pass --resume %s to continue it, --force to replace "
                      "it, or another --out",
                      a->out, model);
@@ -637,7 +630,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     }
     const char *resume = given_text(given, "resume"), *init = given_text(given, "init");
     if (resume && init)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--resume and --init exclude each other: --resume continues a run, --init "
                      "starts a new one from its weights");
     RunConfig ckpt;
@@ -645,7 +638,7 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
         return -1;
     for (int i = 0; i < table.n && resume; i++)
         if (table.row[i].kind == KIND_RECIPE && given[i])
-            return error(err, errlen,
+            return flags_error(err, errlen,
                          "--%s sets up a new run and --resume continues one as it was; drop --%s",
                          table.row[i].name, table.row[i].name);
     if (resume) a->run = ckpt;

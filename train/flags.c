@@ -14,7 +14,7 @@
 #include "../model/mspoe.h"
 #include "config.h"
 
-static int error(char *err, size_t errlen, const char *fmt, ...) {
+int flags_error(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
@@ -50,7 +50,7 @@ int flags_scan(const FlagTable *t, int argc, char **argv, const char **given,
                 *positional = arg;
                 continue;
             }
-            return error(err, errlen, "unexpected argument '%s'; flags start with -- (see --help)",
+            return flags_error(err, errlen, "unexpected argument '%s'; flags start with -- (see --help)",
                          arg);
         }
         char name[64];
@@ -60,18 +60,18 @@ int flags_scan(const FlagTable *t, int argc, char **argv, const char **given,
                  arg + 2);
         const Option *f = flags_find(t, name);
         if (!f)
-            return error(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2,
+            return flags_error(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2,
                          arg);
         int index = (int)(f - t->row);
         if (f->kind == KIND_SWITCH) {
-            if (eq) return error(err, errlen, "--%s takes no value", f->name);
+            if (eq) return flags_error(err, errlen, "--%s takes no value", f->name);
             given[index] = "";
         } else if (eq) {
             given[index] = eq + 1;
         } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
             given[index] = argv[++i];
         } else {
-            return error(err, errlen, "--%s needs a value (%s)", f->name, f->metavar);
+            return flags_error(err, errlen, "--%s needs a value (%s)", f->name, f->metavar);
         }
     }
     return 0;
@@ -103,7 +103,7 @@ static void describe_range(const Option *f, char *buf, size_t len) {
 static int out_of_range(const Option *f, const char *value, char *err, size_t errlen) {
     char range[96];
     describe_range(f, range, sizeof range);
-    return error(err, errlen, "--%s must be %s, got %s", f->name, range, value);
+    return flags_error(err, errlen, "--%s must be %s, got %s", f->name, range, value);
 }
 
 // Integers must fit the C type before the range check can see them (the value is then cast).
@@ -113,7 +113,7 @@ static int parse_integer(const Option *f, const char *text, long long lo, long l
     errno = 0;
     *out = strtoll(text, &end, 10);
     if (end == text || *end != '\0')
-        return error(err, errlen, "--%s needs an integer, got '%s'", f->name, text);
+        return flags_error(err, errlen, "--%s needs an integer, got '%s'", f->name, text);
     if (errno == ERANGE || *out < lo || *out > hi) return out_of_range(f, text, err, errlen);
     return 0;
 }
@@ -127,7 +127,7 @@ int flags_choice(const Option *f, const char *name, char *err, size_t errlen) {
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
                  !i ? "" : f->choices[i + 1] ? ", " : " or ", f->choices[i]);
     }
-    return error(err, errlen, "--%s must be %s, got '%s'", f->name, names, name);
+    return flags_error(err, errlen, "--%s must be %s, got '%s'", f->name, names, name);
 }
 
 int flags_parse(const FlagTable *t, const Option *f, const char *text, void *values,
@@ -153,8 +153,8 @@ int flags_parse(const FlagTable *t, const Option *f, const char *text, void *val
         char *end;
         float x = strtof(text, &end);
         if (end == text || *end != '\0')
-            return error(err, errlen, "--%s needs a number, got '%s'", f->name, text);
-        if (!isfinite(x)) return error(err, errlen, "--%s %s does not fit a float", f->name, text);
+            return flags_error(err, errlen, "--%s needs a number, got '%s'", f->name, text);
+        if (!isfinite(x)) return flags_error(err, errlen, "--%s %s does not fit a float", f->name, text);
         *(float *)p = x;
         return 0;
     }
@@ -166,20 +166,20 @@ int flags_parse(const FlagTable *t, const Option *f, const char *text, void *val
         return flags_choice(f, text, err, errlen) < 0 ? -1 : 0;
     case KIND_PE:
         if (!(*(const PositionalEncoding **)p = pe_find(text)))
-            return error(err, errlen, "unknown --pe '%s'; choose one of %s", text, pe_names());
+            return flags_error(err, errlen, "unknown --pe '%s'; choose one of %s", text, pe_names());
         return 0;
     case KIND_TASK:
         if (!(*(const Task **)p = task_find(text)))
-            return error(err, errlen, "unknown --task '%s'; choose one of %s", text, task_names());
+            return flags_error(err, errlen, "unknown --task '%s'; choose one of %s", text, task_names());
         return 0;
     case KIND_PRESET:
         if (!(*(const Preset **)p = task_preset(ctx->task, text)))
-            return error(err, errlen, "task %s has no preset '%s'; choose one of %s",
+            return flags_error(err, errlen, "task %s has no preset '%s'; choose one of %s",
                          ctx->task->name, text, preset_names(ctx->task, names, sizeof names));
         return 0;
     case KIND_PATH:
-        if (!text[0]) return error(err, errlen, "--%s needs a non-empty path", f->name);
-        if (strlen(text) >= FLAGS_PATH_LEN) return error(err, errlen, "--%s path is too long", f->name);
+        if (!text[0]) return flags_error(err, errlen, "--%s needs a non-empty path", f->name);
+        if (strlen(text) >= FLAGS_PATH_LEN) return flags_error(err, errlen, "--%s path is too long", f->name);
         strcpy(p, text);
         return 0;
     case KIND_SWITCH:

@@ -29,6 +29,9 @@ typedef struct {
     float rope_base;
 } FlagContext;
 
+// Writes the message into err and returns -1: every parsing error ends in it.
+int flags_error(char *err, size_t errlen, const char *fmt, ...);
+
 // Appends rows whose offsets point into a struct at byte `base` of the values; a full table is
 // a bug of the program (it aborts with a message).
 void flags_add(FlagTable *t, const Option *rows, int n, size_t base);
