@@ -52,14 +52,20 @@ const Option moice_options[] = {
     {"moice-bases", "LIST", KIND_BASES, 0, SCOPE_MOICE,
      .help = "rope bases to mix, the first = --rope-base; short, official or none"},
     {"moice-topk", "K", KIND_INT, offsetof(MoICEOptions, top_k), SCOPE_MOICE, 1, MOICE_MAX_BASES,
-     .help = "bases kept per token and head (router weights renormalised)"},
+     .help = "bases kept per token and head (router weights renormalised)", .def = 3},
     {"moice-aux", "X", KIND_FLOAT, offsetof(MoICEOptions, aux_weight), SCOPE_MOICE, 0, INFINITY,
-     .help = "weight of the load-balancing loss in the objective"},
+     .help = "weight of the load-balancing loss in the objective", .def = 0.2},
     {"moice-router-std", "S", KIND_FLOAT, offsetof(MoICEOptions, router_std), SCOPE_MOICE, 0,
      INFINITY, .help = "init std of the routers' W1 and W3 (0: 1/sqrt(head dim); official: 0.02)",
      .added_later = 1},
 };
 const int moice_n_options = sizeof moice_options / sizeof moice_options[0];
+
+MoICEOptions moice_defaults(void) {
+    MoICEOptions o = {0};
+    option_defaults(moice_options, moice_n_options, &o);
+    return o;
+}
 
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err,
                       size_t errlen) {

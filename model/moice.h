@@ -31,6 +31,9 @@ extern const AttentionModule moice_module;
 extern const Option moice_options[];
 extern const int moice_n_options;
 
+// MoICE off (no bases), its other options as their rows declare them.
+MoICEOptions moice_defaults(void);
+
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err, size_t errlen);
 // "none" or the bases comma-separated, each as its shortest decimal.
 void moice_format_bases(char *buf, size_t len, const MoICEOptions *o);

@@ -102,6 +102,8 @@ const PositionalEncoding *pe_find(const char *name);
 // The registry in table order, for whatever must cover every encoding (tests, --help).
 int pe_count(void);
 const PositionalEncoding *pe_at(int i);  // 0 <= i < pe_count()
+// Every encoding's options as their rows declare them (Option.def).
+PEOptions pe_defaults(void);
 // "none, abs, sin, ..." for messages and --help.
 const char *pe_names(void);
 

@@ -56,7 +56,7 @@ static void rope_qk_backward(float *dqkv, const GPTConfig *c, int B, int T) {
 
 static const Option rope_options[] = {
     {"rope-base", "X", KIND_FLOAT, offsetof(PEOptions, rope_base), SCOPE_MODEL, 0, INFINITY, 1,
-     .help = "rope: theta_m = base^(-2m/d)"},
+     .help = "rope: theta_m = base^(-2m/d)", .def = 10000},
 };
 
 const PositionalEncoding pe_rope = {

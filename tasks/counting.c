@@ -216,9 +216,10 @@ static int counting_answer_known(const int32_t *tokens, int len) {
 
 static const Option counting_options[] = {
     {"count-vars", "N", KIND_INT, offsetof(TaskOptions, count_vars), SCOPE_TASK, 1, 26,
-     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)"},
+     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)", .def = 1},
     {"count-statements", "N", KIND_INT, offsetof(TaskOptions, count_statements), SCOPE_TASK, 3,
-     1 << 16, .help = "counting: statements per sample, uniform from 3 to N (official: 512)"},
+     1 << 16, .help = "counting: statements per sample, uniform from 3 to N (official: 512)",
+     .def = 512},
 };
 
 const Task task_counting = {

@@ -95,9 +95,10 @@ static int selcopy_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *
 
 static const Option selcopy_options[] = {
     {"sel-data", "N", KIND_INT, offsetof(TaskOptions, sel_data), SCOPE_TASK, 1, 1 << 16,
-     .help = "selcopy: data tokens to copy"},
+     .help = "selcopy: data tokens to copy", .def = 8},
     {"sel-blanks", "N", KIND_INT, offsetof(TaskOptions, sel_blanks), SCOPE_TASK, 2, 1 << 16,
-     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)"},
+     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)",
+     .def = 24},
 };
 
 const Task task_selcopy = {

@@ -114,9 +114,9 @@ typedef struct Task {
     int32_t (*second_answer)(const int32_t *inputs, int t);
 } Task;
 
-// Built-in option values (before presets and flags); also what a checkpoint's config means by
-// the options of other tasks that it does not list.
-extern const TaskOptions task_default_options;
+// Built-in option values (before presets and flags), as each task's rows declare them (and a
+// context of 128); also what a checkpoint's config means by the options it does not list.
+TaskOptions task_defaults(void);
 
 const Task *task_find(const char *name);
 // The registry in table order, for whatever must cover every task (tests, --help).

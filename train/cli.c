@@ -217,19 +217,16 @@ static int same_value(const Flag *f, const CliArgs *a, const CliArgs *b) {
 // ----------------------------------------------------------------------------------------------
 // defaults and presets
 
-// MoICE is off until --moice-bases names bases; these apply when it does.
-static const MoICEOptions moice_defaults = {.top_k = 3, .aux_weight = 0.2f};
-
 static void set_defaults(CliArgs *a) {
     memset(a, 0, sizeof *a);
     RunConfig *r = &a->run;
     r->model = (GPTConfig){.n_layer = 2, .n_embd = 128, .n_head = 4, .norm = NORM_PRE,
                            .act = ACT_GELU, .pe = pe_find("rope"),
-                           .pe_opt = {.rope_base = 10000.0f}, .moice = moice_defaults,
+                           .pe_opt = pe_defaults(), .moice = moice_defaults(),
                            .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     r->task = task_find("flipflop");
     r->preset = &r->task->presets[0];
-    r->task_opt = task_default_options;
+    r->task_opt = task_defaults();
     r->batch = 32;
     r->steps = 1000;
     r->lr = 1e-3f;
@@ -364,7 +361,7 @@ static int read_checkpoint_config(const char *path, RunConfig *rc, char *err, si
     free(json);
     if (failed) return flags_error(err, errlen, "checkpoint %s is damaged: %s", path, why);
     // A model without MoICE stores no MoICE options: the defaults, should --init add it.
-    if (!rc->model.moice.n_bases) rc->model.moice = moice_defaults;
+    if (!rc->model.moice.n_bases) rc->model.moice = moice_defaults();
     return 0;
 }
 

@@ -287,7 +287,6 @@ char *run_config_to_json(const RunConfig *rc) {
     cJSON_AddStringToObject(task, "name", rc->task->name);
     cJSON_AddStringToObject(task, "preset", rc->preset->name);
     cJSON_AddNumberToObject(task, "seq_len", rc->task_opt.seq_len);
-    add_float(task, "flipflop_p_train", rc->task_opt.flipflop_p_train);
     cJSON_AddStringToObject(task, "data", rc->data);
     cJSON_AddNumberToObject(task, "train_seqs", rc->train_seqs);
     for (int t = 0; t < task_count(); t++)
@@ -323,11 +322,10 @@ char *run_config_to_json(const RunConfig *rc) {
 
 static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen) {
     JsonReader r = reader_of(json, "task", err, errlen);
-    rc->task_opt = task_default_options;
+    rc->task_opt = task_defaults();
     const char *name = read_string(&r, "name");
     const char *preset = read_string(&r, "preset");
     rc->task_opt.seq_len = read_int(&r, "seq_len");
-    rc->task_opt.flipflop_p_train = read_float(&r, "flipflop_p_train");
     // Written since datasets exist; older checkpoints drew their data from the task's stream.
     if (cJSON_HasObjectItem(json, "data")) snprintf(rc->data, sizeof rc->data, "%s", read_string(&r, "data"));
     if (cJSON_HasObjectItem(json, "train_seqs")) rc->train_seqs = read_int(&r, "train_seqs");

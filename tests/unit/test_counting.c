@@ -21,7 +21,7 @@ static const Task *counting(void) {
 }
 
 static TaskOptions options(int vars, int statements, int seq_len) {
-    TaskOptions opt = task_default_options;
+    TaskOptions opt = task_defaults();
     opt.count_vars = vars;
     opt.count_statements = statements;
     opt.seq_len = seq_len;
