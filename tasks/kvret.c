@@ -74,15 +74,16 @@ static const Preset presets[] = {
     {.name = "classroom",
      .summary = "2 layers, width 64, 10 pairs (2-10 in training), 16 keys, 8 queries",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .batch = 64, .steps = 1500, .warmup = 100,
-     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f, .kv_pairs = 10, .kv_min_pairs = 2,
-     .kv_keys = 16, .kv_queries = 8, .flags = "--init-std 0.072 --emb-std 0.3"},
+     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f,
+     .flags = "--kv-pairs 10 --kv-min-pairs 2 --kv-keys 16 --kv-queries 8 --init-std 0.072 "
+              "--emb-std 0.3"},
     // Our choice, not from a paper: the model of the CoPE paper's synthetic tasks (4 layers,
     // width 256, 4 heads) on 64 pairs = 131 tokens. Add --kv-eval-pairs 128 for length
     // generalisation (not with abs).
     {.name = "paper",
      .summary = "our choice: 4 layers, width 256, 64 pairs (131 tokens)",
      .n_layer = 4, .n_embd = 256, .n_head = 4, .batch = 32, .steps = 10000, .warmup = 500,
-     .eval_every = 1000, .eval_seqs = 512, .lr = 3e-4f, .kv_pairs = 64},
+     .eval_every = 1000, .eval_seqs = 512, .lr = 3e-4f, .flags = "--kv-pairs 64"},
 };
 
 static int most_pairs(const TaskOptions *opt) {

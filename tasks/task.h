@@ -47,10 +47,9 @@ typedef struct {
     float lr, dropout, weight_decay;
     const char *norm;  // "pre"/"post" or NULL
     const char *act;   // "gelu"/"relu" or NULL
-    int kv_pairs, kv_min_pairs, kv_keys, kv_queries;
-    int sel_data, sel_blanks, count_vars, count_statements;
     // More settings as command-line text ("--warmup 0 --schedule constant"), applied after the
-    // fields: what they cannot say (zeros, flags without a field). NULL: none.
+    // fields: the task's own options, and what the fields cannot say (zeros, other flags).
+    // NULL: none.
     const char *flags;
 } Preset;
 

@@ -183,14 +183,6 @@ static const struct {
     {"weight-decay", offsetof(Preset, weight_decay), PRESET_FLOAT},
     {"norm", offsetof(Preset, norm), PRESET_NAME},
     {"act", offsetof(Preset, act), PRESET_NAME},
-    {"kv-pairs", offsetof(Preset, kv_pairs), PRESET_INT},
-    {"kv-keys", offsetof(Preset, kv_keys), PRESET_INT},
-    {"kv-min-pairs", offsetof(Preset, kv_min_pairs), PRESET_INT},
-    {"kv-queries", offsetof(Preset, kv_queries), PRESET_INT},
-    {"sel-data", offsetof(Preset, sel_data), PRESET_INT},
-    {"sel-blanks", offsetof(Preset, sel_blanks), PRESET_INT},
-    {"count-vars", offsetof(Preset, count_vars), PRESET_INT},
-    {"count-statements", offsetof(Preset, count_statements), PRESET_INT},
 };
 
 #define N_PRESET_FIELDS COUNT(preset_fields)
