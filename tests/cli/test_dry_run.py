@@ -120,3 +120,18 @@ def test_moice_recipe_is_the_official_one_and_given_flags_win(tmp_path):
     assert d["flags"]["moice-topk"] == {"value": "7", "from": "preset"}
     resumed = train("--resume", base / "model.h5", "--moice-recipe", "official")
     assert resumed.returncode == 2 and "drop --moice-recipe" in resumed.stderr
+
+
+def test_every_preset_of_every_task_resolves(tmp_path):
+    """Presets go through the flags' own parsers and checks (a broken one is refused with
+    'preset NAME is broken'): each task's help lists its presets, and each resolves."""
+    from harness import registry
+    for task in registry("task"):
+        help_text = train("--task", task, "--help").stdout
+        presets = help_text.split(f"presets of {task} (--preset):")[1].split("\n\n")[0]
+        names = [line.split()[0] for line in presets.splitlines() if line.startswith("  ") and
+                 not line.startswith("   ")]
+        assert names, task
+        for preset in names:
+            d = dry_run("--task", task, "--preset", preset, "--out", tmp_path / "x")
+            assert d["config"]["task"]["name"] == task and d["config"]["task"]["preset"] == preset
