@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "layers.h"
-#include "moice.h"
-#include "mspoe.h"
+#include "module.h"
 #include "../common/rng.h"
 
 const char *gpt_config_check(const GPTConfig *c) {
@@ -34,8 +33,10 @@ const char *gpt_config_check(const GPTConfig *c) {
     if (!c->pe) return "no positional encoding given; pass --pe";
     const char *pe_problem = c->pe->check ? c->pe->check(c) : NULL;
     if (pe_problem) return pe_problem;
-    const char *moice_problem = moice_check(c);
-    if (moice_problem) return moice_problem;
+    for (int i = 0; i < module_count(); i++) {
+        const char *module_problem = module_at(i)->check ? module_at(i)->check(c) : NULL;
+        if (module_problem) return module_problem;
+    }
     int max_len = c->pe->max_len ? c->pe->max_len(c) : 0;
     if (max_len && c->seq_len > max_len) {
         snprintf(msg, sizeof msg, "--pe %s supports sequences up to %d tokens, not %d", c->pe->name,
@@ -69,15 +70,15 @@ static void add_tensor(GPT *m, const char *name, int ndim, const int *shape, int
     t->init = init;
     t->init_scale = init_scale;
     t->field = field;
+    t->module = 0;
     m->num_parameters += t->size;
     m->n_tensors++;
 }
 
-// Adds the PE's tensors that are shared (layer < 0) or belong to `layer`; the first one binds
-// to `field`, the others follow it contiguously.
-static void add_pe_tensors(GPT *m, int layer, size_t field) {
-    PETensorSpec specs[PE_MAX_TENSORS];
-    int n = m->config.pe->tensors ? m->config.pe->tensors(&m->config, specs) : 0;
+// Adds the declared tensors that are shared (layer < 0) or belong to `layer`; the first one
+// binds to `field`, the others follow it contiguously. module: they are the attention module's.
+static void add_spec_tensors(GPT *m, const PETensorSpec *specs, int n, int layer, size_t field,
+                             int module) {
     int first = 1;
     for (int i = 0; i < n; i++) {
         if (specs[i].per_layer != (layer >= 0)) continue;
@@ -87,8 +88,15 @@ static void add_pe_tensors(GPT *m, int layer, size_t field) {
         add_tensor(m, name, specs[i].ndim, specs[i].shape, specs[i].weight_decay,
                    first ? field : NO_FIELD, normal ? TENSOR_NORMAL : TENSOR_CONST,
                    normal ? specs[i].init_std : 0.0f);
+        m->tensors[m->n_tensors - 1].module = module;
         first = 0;
     }
+}
+
+static void add_pe_tensors(GPT *m, int layer, size_t field) {
+    PETensorSpec specs[PE_MAX_TENSORS];
+    int n = m->config.pe->tensors ? m->config.pe->tensors(&m->config, specs) : 0;
+    add_spec_tensors(m, specs, n, layer, field, 0);
 }
 
 // How a Linear layer of fan_in inputs is drawn (InitScheme): weight and bias, as (kind, scale)
@@ -137,15 +145,10 @@ static void build_table(GPT *m) {
         LAYER_TENSOR("mlp.fc.bias", 1, SHAPE(F), 0, fcb, fc.b_init, fc.b_scale);
         LAYER_TENSOR("mlp.proj.weight", 2, SHAPE(C, F), 1, fcprojw, fcproj.w_init, fcproj.w_scale);
         LAYER_TENSOR("mlp.proj.bias", 1, SHAPE(C), 0, fcprojb, fcproj.b_init, fcproj.b_scale);
-        if (c->moice.n_bases) {
-            // W1 and W3 at 1/sqrt(d) keep u1, u3 of the order of q's entries, so the gated
-            // product h is not vanishingly small; W2 at 0.02 starts the routing near uniform
-            // (and nearly load-balanced) while giving every weight a gradient from step one.
-            int N = c->moice.n_bases, d = C / c->n_head;
-            float in_std = 1.0f / sqrtf((float)d);
-            LAYER_TENSOR("attn.router.w1.weight", 2, SHAPE(N, d), 1, router_w1, TENSOR_NORMAL, in_std);
-            LAYER_TENSOR("attn.router.w3.weight", 2, SHAPE(N, d), 1, router_w3, TENSOR_NORMAL, in_std);
-            LAYER_TENSOR("attn.router.w2.weight", 2, SHAPE(N, N), 1, router_w2, TENSOR_NORMAL, 0.02f);
+        if (m->module) {
+            PETensorSpec specs[PE_MAX_TENSORS];
+            int n = m->module->tensors ? m->module->tensors(c, specs) : 0;
+            add_spec_tensors(m, specs, n, l, FIELD(layer[l].module), 1);
         }
 #undef LAYER_TENSOR
 #undef SHAPE
@@ -188,14 +191,16 @@ static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConf
     } while (0)
     TAKE(a->encoded, N * C);
     size_t pe_floats = (size_t)B * H * pe_act_size(c, T);
-    size_t n_bases = c->moice.n_bases, routed = N * H * n_bases;
+    const AttentionModule *mod = module_of(c);
+    size_t att_blocks = mod && mod->att_blocks ? (size_t)mod->att_blocks(c) : 1;
+    size_t module_floats = mod && mod->act_size ? mod->act_size(c, B, T) : 0;
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *la = &a->layer[l];
         TAKE(la->ln1, N * C);
         TAKE(la->ln1_mean, N);
         TAKE(la->ln1_rstd, N);
         TAKE(la->qkv, N * 3 * C);
-        TAKE(la->att, (size_t)B * H * T * T * (n_bases ? n_bases : 1));
+        TAKE(la->att, (size_t)B * H * T * T * att_blocks);
         TAKE(la->atty, N * C);
         TAKE(la->attproj, N * C);
         TAKE(la->res2, N * C);
@@ -208,15 +213,8 @@ static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConf
         TAKE(la->res3, N * C);
         TAKE(la->pe, pe_floats);
         if (!pe_floats) la->pe = NULL;
-        TAKE(la->base_out, N * C * n_bases);
-        TAKE(la->router_in, n_bases ? N * C : 0);
-        TAKE(la->router_u1, routed);
-        TAKE(la->router_u3, routed);
-        TAKE(la->router_h, routed);
-        TAKE(la->router_probs, routed);
-        TAKE(la->router_weights, routed);
-        if (!n_bases) la->base_out = la->router_in = la->router_u1 = la->router_u3 = la->router_h =
-            la->router_probs = la->router_weights = NULL;
+        TAKE(la->module, module_floats);
+        if (!module_floats) la->module = NULL;
     }
     TAKE(a->lnf, N * C);
     TAKE(a->lnf_mean, N);
@@ -229,18 +227,13 @@ static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConf
 }
 
 static size_t layout_scratch(GradScratch *g, float *ptr, const GPTConfig *c, int B, int T) {
-    size_t N = (size_t)B * T, C = c->n_embd, moice = c->moice.n_bases ? 1 : 0;
-    size_t routed = N * c->n_head * c->moice.n_bases;
+    size_t N = (size_t)B * T, C = c->n_embd;
+    const AttentionModule *mod = module_of(c);
     size_t sizes[] = {N * C, N * C, N * C, N * C, N * 3 * C, N * c->ffn_dim, N * c->vocab_size,
-                      moice * N * 3 * C, moice * N * 3 * C, moice * N * C, 3 * routed};
-    float **slots[] = {&g->dres, &g->dbranch, &g->dnorm, &g->datty, &g->dqkv, &g->dfch, &g->dlogits,
-                       &g->qkv_base, &g->dqkv_base, &g->datty_base, &g->drouter};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        *slots[i] = ptr && sizes[i] ? ptr + total : NULL;
-        total += sizes[i];
-    }
-    return total;
+                      mod && mod->scratch_size ? mod->scratch_size(c, B, T) : 0};
+    float **const slots[] = {&g->dres, &g->dbranch, &g->dnorm, &g->datty, &g->dqkv, &g->dfch,
+                             &g->dlogits, &g->module};
+    return carve_floats(ptr, slots, sizes, 8);
 }
 
 // The size of the PE tensors a score hook reads: one layer's, or the shared ones.
@@ -267,6 +260,7 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
         return -1;
     }
     m->config = *config;
+    m->module = module_of(config);
     m->max_batch = max_batch;
     build_table(m);
     int B = max_batch, T = config->seq_len;
@@ -295,7 +289,7 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
 }
 
 void gpt_free(GPT *m) {
-    mspoe_disable(m);
+    if (m->qk_override.release) m->qk_override.release(m);
     free(m->params_memory);
     free(m->grads_memory);
     free(m->acts_memory);
@@ -324,13 +318,11 @@ const TensorInfo *gpt_tensor(const GPT *m, const char *name) {
     return NULL;
 }
 
-int gpt_is_router(const TensorInfo *t) { return strstr(t->name, ".attn.router.") != NULL; }
-
 void gpt_set_trainable(GPT *m, TrainableSet set) {
     m->grad_floor = m->config.n_layer;
     for (int i = 0; i < m->n_tensors; i++) {
         TensorInfo *t = &m->tensors[i];
-        t->trainable = set == TRAIN_ALL || gpt_is_router(t);
+        t->trainable = set == TRAIN_ALL || t->module;
         if (!t->trainable) continue;
         // wte and shared PE tensors feed every block; ln_f sits above them all
         int layer = -1;
@@ -369,7 +361,7 @@ static const float *layer_input(const GPT *m, int l) {
     return l == 0 ? m->acts.encoded : layer_output(m, l - 1);
 }
 
-static AttentionSetup attention_setup(GPT *m, int l) {
+static AttentionSetup attention_setup(const GPT *m, int l) {
     const GPTConfig *c = &m->config;
     int per_layer = m->params.layer[l].pe != NULL;
     return (AttentionSetup){
@@ -389,6 +381,14 @@ static AttentionSetup attention_setup(GPT *m, int l) {
     };
 }
 
+// The attention module's view of layer l at the current (B, T).
+static ModuleLayer module_layer(const GPT *m, int l, const AttentionSetup *setup) {
+    return (ModuleLayer){.config = &m->config, .layer = l, .B = m->B, .T = m->T,
+                         .params = m->params.layer[l].module, .grads = m->grads.layer[l].module,
+                         .acts = m->acts.layer[l].module, .att = m->acts.layer[l].att,
+                         .scratch = m->scratch.module, .setup = setup};
+}
+
 // attproj = drop(attention(inp Wqkv^T + bqkv) Wo^T + bo)
 static void attention_block_forward(GPT *m, int l, const float *inp) {
     const GPTConfig *c = &m->config;
@@ -397,13 +397,14 @@ static void attention_block_forward(GPT *m, int l, const float *inp) {
     int B = m->B, T = m->T, C = c->n_embd, N = B * T;
     matmul_forward(a->qkv, inp, p->qkvw, p->qkvb, N, C, 3 * C);
     AttentionSetup setup = attention_setup(m, l);
-    if (c->moice.n_bases) {
-        moice_attention_forward(a->atty, a->att, a, a->qkv, p, c, B, T, &setup, m->scratch.qkv_base,
-                                m->router_picks, m->router_prob_sum);
-        m->router_rows += (long)N * c->n_head;
+    if (m->module) {
+        ModuleLayer ml = module_layer(m, l, &setup);
+        m->module->forward(a->atty, a->qkv, &ml, m->module_sums);
     } else {
-        if (mspoe_applies(m, l)) mspoe_qk_forward(m, l, a->qkv);
-        else if (c->pe->qk_forward) c->pe->qk_forward(a->qkv, c, B, T);
+        if (m->qk_override.forward && m->qk_override.applies(m, l))
+            m->qk_override.forward(m, l, a->qkv);
+        else if (c->pe->qk_forward)
+            c->pe->qk_forward(a->qkv, c, B, T);
         attention_forward(a->atty, a->att, a->pe, a->qkv, B, T, C, c->n_head, &setup);
     }
     matmul_forward(a->attproj, a->atty, p->attprojw, p->attprojb, N, C, C);
@@ -412,7 +413,7 @@ static void attention_block_forward(GPT *m, int l, const float *inp) {
 
 // dinp += d(attention block)/d(inp) given dout = d(attproj) (dout is consumed). need_dinp 0:
 // nothing below the block trains, so what only leads there (dinp, and with MoICE the attention
-// itself when the qkv weights are frozen) is skipped. aux_grad: MoICE's, see gpt_backward.
+// itself when the qkv weights are frozen) is skipped. aux_grad: the module's, see gpt_backward.
 static void attention_block_backward(GPT *m, int l, float *dout, float *dinp, const float *inp,
                                      int need_dinp, const float *aux_grad) {
     const GPTConfig *c = &m->config;
@@ -426,9 +427,9 @@ static void attention_block_backward(GPT *m, int l, float *dout, float *dinp, co
     matmul_backward(s->datty, g->attprojw, g->attprojb, dout, a->atty, p->attprojw, N, C, C);
     AttentionSetup setup = attention_setup(m, l);
     int need_dqkv = need_dinp || g->qkvw || g->qkvb;
-    if (c->moice.n_bases) {
-        moice_attention_backward(s->dqkv, s->datty, a->att, a, a->qkv, p, g, aux_grad, need_dqkv, c,
-                                 B, T, &setup, s);
+    if (m->module) {
+        ModuleLayer ml = module_layer(m, l, &setup);
+        m->module->backward(s->dqkv, s->datty, a->qkv, &ml, aux_grad, need_dqkv);
     } else {
         attention_backward(s->dqkv, s->datty, a->att, a->pe, a->qkv, B, T, C, c->n_head, &setup);
         if (c->pe->qk_backward) c->pe->qk_backward(s->dqkv, c, B, T);
@@ -469,15 +470,12 @@ static void mlp_block_backward(GPT *m, int l, float *dout, float *dinp, const fl
 
 // mean_loss, aux_loss and objective from the sums of the batch's forward.
 static void set_losses(GPT *m) {
-    const GPTConfig *c = &m->config;
     m->mean_loss = m->n_scored ? (float)(m->loss_sum / m->n_scored) : 0.0f;
-    // aux = N sum_n f_n P_n over the routings of all layers
-    double aux = 0.0, R = (double)m->router_rows;
-    for (int n = 0; n < c->moice.n_bases; n++)
-        aux += c->moice.n_bases * (m->router_picks[n] / R) * (m->router_prob_sum[n] / R);
+    double aux = 0.0, weighted = 0.0;
+    if (m->module && m->module->objective)
+        aux = m->module->objective(&m->config, m->module_sums, &weighted);
     m->aux_loss = (float)aux;
-    m->objective = (float)((m->n_scored ? m->loss_sum / m->n_scored : 0.0) +
-                           c->moice.aux_weight * aux);
+    m->objective = (float)((m->n_scored ? m->loss_sum / m->n_scored : 0.0) + weighted);
 }
 
 static void residual_forward(float *out, const float *a, const float *b, size_t n) {
@@ -499,9 +497,7 @@ float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, 
     m->dropout_key = dropout_key;
     // Lay the activations out for this (B, T) so every tensor is contiguous at its real size.
     layout_activations(a, m->acts_memory, c, B, T);
-    memset(m->router_picks, 0, sizeof m->router_picks);
-    memset(m->router_prob_sum, 0, sizeof m->router_prob_sum);
-    m->router_rows = 0;
+    memset(m->module_sums, 0, sizeof m->module_sums);
 
     embedding_forward(a->encoded, inputs, p->wte, N, C);
     if (c->pe->embed_forward) c->pe->embed_forward(a->encoded, p->pe_shared, c, B, T);
@@ -545,21 +541,13 @@ void gpt_forward_sums(const GPT *m, double *sums) {
     memset(sums, 0, GPT_SUMS * sizeof(double));
     sums[GPT_SUM_SCORED] = m->n_scored;
     sums[GPT_SUM_LOSS] = m->loss_sum;
-    sums[GPT_SUM_ROUTINGS] = (double)m->router_rows;
-    for (int n = 0; n < m->config.moice.n_bases; n++) {
-        sums[GPT_SUM_PICKS + n] = m->router_picks[n];
-        sums[GPT_SUM_PROBS + n] = m->router_prob_sum[n];
-    }
+    memcpy(sums + GPT_SUM_MODULE, m->module_sums, sizeof m->module_sums);
 }
 
 void gpt_set_batch_sums(GPT *m, const double *sums) {
     m->n_scored = (int)sums[GPT_SUM_SCORED];
     m->loss_sum = sums[GPT_SUM_LOSS];
-    m->router_rows = (long)sums[GPT_SUM_ROUTINGS];
-    for (int n = 0; n < m->config.moice.n_bases; n++) {
-        m->router_picks[n] = sums[GPT_SUM_PICKS + n];
-        m->router_prob_sum[n] = sums[GPT_SUM_PROBS + n];
-    }
+    memcpy(m->module_sums, sums + GPT_SUM_MODULE, sizeof m->module_sums);
     set_losses(m);
 }
 
@@ -573,19 +561,16 @@ void gpt_backward(GPT *m) {
     GradScratch *s = &m->scratch;
     int C = c->n_embd, V = c->vocab_size, N = m->B * m->T;
     size_t NC = (size_t)N * C;
-    if (m->mspoe) {
-        // A caller's bug, not a user's: Ms-PoE's rotation has no backward (model/mspoe.h).
-        fprintf(stderr, "gpt_backward: Ms-PoE is evaluation-only; call mspoe_disable before training\n");
+    if (m->qk_override.forward) {
+        // A caller's bug, not a user's: the override has no backward (Ms-PoE, model/mspoe.h).
+        fprintf(stderr, "gpt_backward: the qk override is evaluation-only; release it before training\n");
         abort();
     }
-    int aux_on = c->moice.n_bases && c->moice.aux_weight > 0.0f;
-    // nothing scored and no load-balancing loss: the objective does not depend on anything
+    float aux_grad[MODULE_MAX_SUMS] = {0};
+    int aux_on = m->module && m->module->objective_grad &&
+                 m->module->objective_grad(c, m->module_sums, aux_grad);
+    // nothing scored and no module term: the objective does not depend on anything
     if (m->n_scored == 0 && !aux_on) return;
-    // d(aux_weight * aux)/d p_n of each of the R routings: aux_weight N f_n / R
-    float aux_grad[MOICE_MAX_BASES];
-    double R = (double)m->router_rows;
-    for (int n = 0; n < c->moice.n_bases; n++)
-        aux_grad[n] = (float)(c->moice.aux_weight * c->moice.n_bases * (m->router_picks[n] / R) / R);
 
     crossentropy_backward(s->dlogits, a->probs, m->targets, N, V,
                           m->n_scored ? 1.0f / m->n_scored : 0.0f);
@@ -650,12 +635,27 @@ double gpt_flops_per_step(const GPTConfig *c, int B, int T) {
     // forward: 2 flops per multiply-add; attention counts the causal half (with the diagonal)
     double matmuls = 2.0 * N * (3 * C * C + C * C + 2 * C * F) * c->n_layer + 2.0 * N * C * V;
     double attention = 2.0 * 2.0 * B * c->n_head * (T * (T + 1.0) / 2.0) * d * c->n_layer;
-    // MoICE: attention once per base, and the router's three products
-    int n_bases = c->moice.n_bases;
-    if (n_bases) {
-        attention *= n_bases;
-        matmuls += 2.0 * N * c->n_head * (2.0 * d * n_bases + (double)n_bases * n_bases) * c->n_layer;
-    }
+    const AttentionModule *mod = module_of(c);
+    double module = mod && mod->flops ? mod->flops(c, B, T, attention) : 0.0;
     // backward: two products per forward product (input and weight gradients)
-    return 3.0 * (matmuls + attention);
+    return 3.0 * (matmuls + attention) + module;
+}
+
+void gpt_effective_attention(const GPT *m, int l, float *dst) {
+    if (m->module && m->module->effective_attention) {
+        AttentionSetup setup = attention_setup(m, l);
+        ModuleLayer ml = module_layer(m, l, &setup);
+        m->module->effective_attention(dst, &ml);
+        return;
+    }
+    // the attention kernel leaves the entries above the diagonal as work space
+    int T = m->T;
+    const float *src = m->acts.layer[l].att;
+    for (size_t mat = 0; mat < (size_t)m->B * m->config.n_head; mat++)
+        for (int i = 0; i < T; i++) {
+            const float *s = src + (mat * T + i) * T;
+            float *d = dst + (mat * T + i) * T;
+            memcpy(d, s, (size_t)(i + 1) * sizeof(float));
+            memset(d + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));
+        }
 }

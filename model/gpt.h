@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "module.h"
 #include "pe.h"
 
 #define GPT_MAX_LAYERS 64
@@ -17,18 +18,7 @@
 
 typedef enum { NORM_PRE = 0, NORM_POST = 1 } NormPlacement;
 
-#define MOICE_MAX_BASES 16
 #define GPT2_INIT_STD 0.02f  // GPT-2's init of matrices and embeddings: the default of both
-
-// MoICE (model/moice.h): every attention head of a rope model attends once per rope base and
-// mixes the results with per-token weights from a router of its layer. n_bases 0: off.
-typedef struct {
-    int n_bases;                   // N experts
-    float bases[MOICE_MAX_BASES];  // bases[0] is the model's --rope-base and also rotates the
-                                   // router's input; entries past n_bases are 0
-    int top_k;                     // K of the N weights kept per (token, head), renormalised
-    float aux_weight;              // of the load-balancing loss in the training objective
-} MoICEOptions;
 typedef enum { ACT_GELU = 0, ACT_RELU = 1 } Activation;
 // How gpt_init draws the Linear layers (the attention and MLP matrices and their biases):
 //   gpt2:  weights N(0, init_std), residual projections N(0, init_std / sqrt(2L)), biases 0;
@@ -51,7 +41,7 @@ typedef struct GPTConfig {
     Activation act;
     const PositionalEncoding *pe;
     PEOptions pe_opt;
-    MoICEOptions moice;
+    MoICEOptions moice;  // the attention modules' options (model/module.h); MoICE's n_bases 0: off
     // gpt_init's scheme for the Linear layers, and its standard deviations: matrices (gpt2
     // scheme only; residual projections divided by sqrt(2L)), and the embedding tables wte and
     // wpe. GPT-2 uses 0.02 for both; larger values shorten the plateau before a content lookup
@@ -76,6 +66,7 @@ typedef struct {
     TensorInit init;   // how gpt_init draws it, with init_scale
     float init_scale;  // the constant, the normal's standard deviation or the uniform's bound
     size_t field;      // byte offset of its named pointer in ParameterTensors, or (size_t)-1
+    int module;        // 1: one of the attention module's tensors (model/module.h)
 } TensorInfo;
 
 typedef struct {
@@ -86,7 +77,7 @@ typedef struct {
     float *fcw, *fcb;            // [F, C], [F]
     float *fcprojw, *fcprojb;    // [C, F], [C]
     float *pe;                   // this layer's PE tensor(s) (per-layer encodings), else NULL
-    float *router_w1, *router_w3, *router_w2;  // MoICE: [N, d], [N, d], [N, N], else NULL
+    float *module;               // this layer's attention-module tensors (contiguous), else NULL
 } LayerParams;
 
 typedef struct {
@@ -112,15 +103,9 @@ typedef struct {
     float *fcproj;                     // [B, T, C] after the projection and dropout
     float *res3;                       // [B, T, C]
     float *pe;                         // [B, H, score_act_size] PE score activations, or NULL
-    // MoICE only, else NULL. att above then holds N [B, H, T, T] blocks, one per base. The
-    // router's rows are the B*T*H (token, head) pairs in [B, T, H] order.
-    float *base_out;        // [N, B, T, C] each base's attention output
-    float *router_in;       // [B, T, C] = [B*T*H, d]: each head's q rotated by the first base
-    float *router_u1;       // [B*T*H, N] W1 q
-    float *router_u3;       // [B*T*H, N] W3 q
-    float *router_h;        // [B*T*H, N] silu(u1) * u3
-    float *router_probs;    // [B*T*H, N] softmax(W2 h)
-    float *router_weights;  // [B*T*H, N] top-K probabilities renormalised, 0 outside the top K
+    // With an attention module (model/module.h), else NULL: its act_size floats; att above
+    // then holds its att_blocks [B, H, T, T] blocks.
+    float *module;
 } LayerActs;
 
 typedef struct {
@@ -141,15 +126,24 @@ typedef struct {
     float *dqkv;     // [B, T, 3C]
     float *dfch;     // [B, T, F]
     float *dlogits;  // [B, T, V]
-    // MoICE only (else NULL); qkv_base also serves the forward pass.
-    float *qkv_base;     // [B, T, 3C] q and k rotated by one base, v as is
-    float *dqkv_base;    // [B, T, 3C]
-    float *datty_base;   // [B, T, C] one base's share of datty, then the router input's gradient
-    float *drouter;      // [3, B*T*H, N] router work: mixing weights', logits' and hidden gradients
+    float *module;   // the attention module's scratch_size floats (forward too), else NULL
 } GradScratch;
 
+struct GPT;
+// An evaluation-time replacement of the PE's qk transform in some layers (Ms-PoE, model/mspoe.h):
+// where applies() says so, forward() transforms q and k of the layer's qkv [B, T, 3C] in place
+// instead of the encoding's qk hook. Forward only: gpt_backward refuses to run while one is set.
+// release() frees state and clears the override (gpt_free calls it).
 typedef struct {
+    int (*applies)(const struct GPT *m, int layer);
+    void (*forward)(struct GPT *m, int layer, float *qkv);
+    void (*release)(struct GPT *m);
+    void *state;
+} QKOverride;
+
+typedef struct GPT {
     GPTConfig config;
+    const AttentionModule *module;  // module_of(&config), or NULL
     int max_batch;  // B the buffers were sized for (T up to config.seq_len)
 
     TensorInfo tensors[GPT_MAX_TENSORS];
@@ -181,13 +175,12 @@ typedef struct {
     int n_scored;
     double loss_sum;         // cross-entropy summed over the scored positions
     float mean_loss;         // cross-entropy: mean over the scored positions (0 if none)
-    // MoICE's load-balancing loss N sum_n f_n P_n over the routings of all layers (0 when off),
-    // and the objective that gpt_backward differentiates: mean_loss + aux_weight * aux_loss.
+    // The attention module's term of the objective (0 without one; MoICE: its load-balancing
+    // loss), the objective that gpt_backward differentiates (mean_loss + the weighted term), and
+    // the module's sums over the forward that it is computed from.
     float aux_loss;
     float objective;
-    double router_picks[MOICE_MAX_BASES];     // routings whose top K holds base n...
-    double router_prob_sum[MOICE_MAX_BASES];  // ...and the sum of their probabilities of n
-    long router_rows;                         // routings counted (B*T*H per layer)
+    double module_sums[MODULE_MAX_SUMS];
     int training;            // dropout on
     uint64_t dropout_key;
     // The row of the whole batch this batch starts at: a data-parallel shard of rows
@@ -198,7 +191,7 @@ typedef struct {
     // tensor outside the blocks (wte, shared PE tables) trains.
     int grad_floor;
 
-    struct MsPoE *mspoe;     // evaluation-time Ms-PoE (model/mspoe.h); NULL: off
+    QKOverride qk_override;  // forward NULL: none
 } GPT;
 
 // Allocates every buffer for batches of up to max_batch sequences of up to config.seq_len.
@@ -214,33 +207,34 @@ void gpt_init(GPT *model, uint64_t seed);
 // Looks a tensor up by state_dict key; NULL if absent.
 const TensorInfo *gpt_tensor(const GPT *model, const char *name);
 
-// Which tensors train: all (gpt_build's default), or only the MoICE routers (router-only
-// fine-tuning). Frozen tensors get no gradient products, no update and no optimiser state;
-// gradients still flow through their activations to the routers of lower layers.
-typedef enum { TRAIN_ALL = 0, TRAIN_ROUTERS = 1 } TrainableSet;
+// Which tensors train: all (gpt_build's default), or only the attention module's (MoICE's
+// router-only fine-tuning). Frozen tensors get no gradient products, no update and no optimiser
+// state; gradients still flow through their activations to the module tensors of lower layers.
+typedef enum { TRAIN_ALL = 0, TRAIN_MODULE = 1 } TrainableSet;
 void gpt_set_trainable(GPT *model, TrainableSet set);
-// Whether a tensor is a MoICE router weight ("blocks.L.attn.router.*").
-int gpt_is_router(const TensorInfo *t);
 
 // Forward over a batch of B sequences of length T (B <= max_batch, T <= seq_len). targets -1
 // are not scored; mean_loss is the mean cross-entropy over scored positions (0 if none), and
-// with MoICE also aux_loss and objective are set. training turns dropout on, with masks drawn
+// aux_loss and objective are set. training turns dropout on, with masks drawn
 // from dropout_key (same key, same masks). Returns mean_loss.
 float gpt_forward(GPT *model, const int32_t *inputs, const int32_t *targets, int B, int T,
                   int training, uint64_t dropout_key);
-// Data parallelism: every process forwards a shard of the batch, but the loss and MoICE's
-// balance are functions of the whole batch's sums. gpt_forward_sums gives this forward's
+// Data parallelism: every process forwards a shard of the batch, but the loss and the module's
+// objective term are functions of the whole batch's sums. gpt_forward_sums gives this forward's
 // GPT_SUMS sums; gpt_set_batch_sums takes the whole batch's (every shard's added up) and sets
 // n_scored, mean_loss, aux_loss and objective from them, so that gpt_backward yields this
 // shard's share of the whole batch's gradient and the shards' gradients add up to it. With the
 // forward's own sums it changes nothing.
-enum { GPT_SUM_SCORED, GPT_SUM_LOSS, GPT_SUM_ROUTINGS, GPT_SUM_PICKS,
-       GPT_SUM_PROBS = GPT_SUM_PICKS + MOICE_MAX_BASES, GPT_SUMS = GPT_SUM_PROBS + MOICE_MAX_BASES };
+enum { GPT_SUM_SCORED, GPT_SUM_LOSS, GPT_SUM_MODULE, GPT_SUMS = GPT_SUM_MODULE + MODULE_MAX_SUMS };
 void gpt_forward_sums(const GPT *model, double *sums);
 void gpt_set_batch_sums(GPT *model, const double *sums);
 void gpt_zero_grad(GPT *model);
 // Accumulates d(objective)/d(parameters) into grads_memory (frozen tensors excluded).
 void gpt_backward(GPT *model);
+
+// The attention a head of layer l effectively applied in the latest forward, dst: [B, H, T, T]
+// with zeros above the diagonal (the softmax probabilities, or the module's mixture of them).
+void gpt_effective_attention(const GPT *model, int l, float *dst);
 
 // Analytic FLOPs of one forward + backward at (B, T), matrix products and attention; used by
 // the benchmark to report achieved GFLOP/s.

@@ -7,6 +7,15 @@
 #include "../common/rng.h"
 #include "vecmath.h"
 
+size_t carve_floats(float *at, float **const *slots, const size_t *sizes, int n) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        *slots[i] = at && sizes[i] ? at + total : NULL;
+        total += sizes[i];
+    }
+    return total;
+}
+
 void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)inp[n] * C, C * sizeof(float));

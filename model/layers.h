@@ -9,6 +9,10 @@
 
 #include "gpt.h"
 
+// Points *slots[i] at consecutive stretches of sizes[i] floats from `at` (NULL: only counts;
+// a zero size gets NULL); returns the floats used. How buffers are carved into named tensors.
+size_t carve_floats(float *at, float **const *slots, const size_t *sizes, int n);
+
 // out[b,t,:] = wte[inp[b,t], :]
 void embedding_forward(float *out, const int32_t *inp, const float *wte, int N, int C);
 void embedding_backward(float *dwte, const float *dout, const int32_t *inp, int N, int C);
@@ -60,7 +64,7 @@ void rope_rotate(float *x, int ld, int parts, int B, int T, int C, int H, double
 //   out: [B, T, C] heads concatenated; att: [B, H, T, T] softmax probabilities (row i holds
 //   j <= i, the rest of its row block is zero); pe_act: [B, H, pe_act_size] (may be NULL);
 //   qkv: [B, T, 3C]. work: per thread 2 T*T floats.
-typedef struct {
+typedef struct AttentionSetup {
     const PositionalEncoding *pe;
     PEContext ctx;
     size_t pe_act_size;   // floats per (batch, head)

@@ -34,15 +34,38 @@ static int bases_error(char *err, size_t errlen, const char *text, const char *w
     return -1;
 }
 
+// The official recipe (the MoICE authors' run script): their 7 bases all kept, load-balancing
+// weight 0.3, router-only training for 7 steps of 128 sequences at a constant lr 1e-4 with
+// HuggingFace's AdamW defaults (beta2 0.999, no decay, clipping at 1), routers drawn N(0, 0.02).
+static const char *const recipe_names[] = {"official", NULL};
+static const char *const recipe_flags[] = {
+    "--moice-bases official --moice-topk 7 --moice-aux 0.3 --moice-router-std 0.02 "
+    "--train-only routers --steps 7 --batch 128 --lr 1e-4 --beta2 0.999 --weight-decay 0 "
+    "--schedule constant --warmup 0 --clip 1"};
+
 const Option moice_options[] = {
+    {"moice-recipe", "official", KIND_RECIPE, 0, SCOPE_MOICE, .choices = recipe_names,
+     .expands = recipe_flags,
+     .help = "the MoICE authors' fine-tuning recipe (their bases, top-K 7, aux 0.3, routers "
+             "only, 7 steps of 128, lr 1e-4); flags given too win",
+     .default_text = "-"},
     {"moice-bases", "LIST", KIND_BASES, 0, SCOPE_MOICE,
      .help = "rope bases to mix, the first = --rope-base; short, official or none"},
     {"moice-topk", "K", KIND_INT, offsetof(MoICEOptions, top_k), SCOPE_MOICE, 1, MOICE_MAX_BASES,
-     .help = "bases kept per token and head (router weights renormalised)"},
+     .help = "bases kept per token and head (router weights renormalised)", .def = 3},
     {"moice-aux", "X", KIND_FLOAT, offsetof(MoICEOptions, aux_weight), SCOPE_MOICE, 0, INFINITY,
-     .help = "weight of the load-balancing loss in the objective"},
+     .help = "weight of the load-balancing loss in the objective", .def = 0.2},
+    {"moice-router-std", "S", KIND_FLOAT, offsetof(MoICEOptions, router_std), SCOPE_MOICE, 0,
+     INFINITY, .help = "init std of the routers' W1 and W3 (0: 1/sqrt(head dim); official: 0.02)",
+     .added_later = 1},
 };
 const int moice_n_options = sizeof moice_options / sizeof moice_options[0];
+
+MoICEOptions moice_defaults(void) {
+    MoICEOptions o = {0};
+    option_defaults(moice_options, moice_n_options, &o);
+    return o;
+}
 
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err,
                       size_t errlen) {
@@ -271,6 +294,73 @@ static void base_share(float *dst, const float *dout, const float *weights, int 
 // ----------------------------------------------------------------------------------------------
 // the layer
 
+// One layer's activations, laid out in its act_size floats at (B, T). The router's rows are the
+// B*T*H (token, head) pairs in [B, T, H] order.
+typedef struct {
+    float *base_out;  // [N, B, T, C] each base's attention output
+    float *router_in; // [B, T, C] = [B*T*H, d]: each head's q rotated by the first base
+    float *u1;        // [B*T*H, N] W1 q
+    float *u3;        // [B*T*H, N] W3 q
+    float *h;         // [B*T*H, N] silu(u1) * u3
+    float *probs;     // [B*T*H, N] softmax(W2 h)
+    float *weights;   // [B*T*H, N] top-K probabilities renormalised, 0 outside the top K
+} MoICEActs;
+
+// The scratch shared by the layers: qkv_base also serves the forward pass.
+typedef struct {
+    float *qkv_base;    // [B, T, 3C] q and k rotated by one base, v as is
+    float *dqkv_base;   // [B, T, 3C]
+    float *datty_base;  // [B, T, C] one base's share of dout, then the router input's gradient
+    float *drouter;     // [3, B*T*H, N] mixing weights', logits' and hidden gradients
+} MoICEScratch;
+
+static size_t acts_layout(MoICEActs *a, float *at, const GPTConfig *c, int B, int T) {
+    size_t BTC = (size_t)B * T * c->n_embd, routed = (size_t)B * T * c->n_head * c->moice.n_bases;
+    return carve_floats(at, (float **const[]){&a->base_out, &a->router_in, &a->u1, &a->u3, &a->h, &a->probs, &a->weights},
+                 (size_t[]){BTC * c->moice.n_bases, BTC, routed, routed, routed, routed, routed}, 7);
+}
+
+static size_t scratch_layout(MoICEScratch *s, float *at, const GPTConfig *c, int B, int T) {
+    size_t BTC = (size_t)B * T * c->n_embd, routed = (size_t)B * T * c->n_head * c->moice.n_bases;
+    return carve_floats(at, (float **const[]){&s->qkv_base, &s->dqkv_base, &s->datty_base, &s->drouter},
+                 (size_t[]){3 * BTC, 3 * BTC, BTC, 3 * routed}, 4);
+}
+
+// The router's matrices, contiguous in the order moice_tensors declares them.
+typedef struct {
+    const float *w1, *w3, *w2;
+} RouterWeights;
+static RouterWeights router_weights(const float *at, const GPTConfig *c) {
+    size_t Nd = (size_t)c->moice.n_bases * (c->n_embd / c->n_head);
+    return (RouterWeights){at, at + Nd, at + 2 * Nd};
+}
+
+// One layer's call: its sizes, and its activations, scratch and router weights laid out.
+typedef struct {
+    const GPTConfig *c;
+    const MoICEOptions *o;
+    int B, T, C, H, d, N, BT, rows;
+    MoICEActs a;
+    MoICEScratch s;
+    RouterWeights w;
+} LayerView;
+
+static LayerView view_of(const ModuleLayer *ml) {
+    const GPTConfig *c = ml->config;
+    LayerView v = {.c = c, .o = &c->moice, .B = ml->B, .T = ml->T, .C = c->n_embd, .H = c->n_head,
+                   .d = c->n_embd / c->n_head, .N = c->moice.n_bases, .BT = ml->B * ml->T};
+    v.rows = v.BT * v.H;
+    acts_layout(&v.a, ml->acts, c, v.B, v.T);
+    scratch_layout(&v.s, ml->scratch, c, v.B, v.T);
+    v.w = router_weights(ml->params, c);
+    return v;
+}
+
+// The forward's sums: routings counted, then per base the routings whose top K holds it, then
+// per base the sum of its probabilities.
+enum { SUM_ROUTINGS = 0, SUM_PICKS = 1 };
+#define SUM_PROBS(N) (SUM_PICKS + (N))
+
 // qkv with q and k rotated by `base` (v copied as is) into dst.
 static void rotate_copy(float *dst, const float *qkv, int B, int T, int C, int H, float base) {
     memcpy(dst, qkv, (size_t)B * T * 3 * C * sizeof(float));
@@ -283,63 +373,148 @@ static AttentionSetup base_setup(const AttentionSetup *setup, int n) {
     return s;
 }
 
-void moice_attention_forward(float *out, float *att, LayerActs *a, const float *qkv,
-                             const LayerParams *p, const GPTConfig *c, int B, int T,
-                             const AttentionSetup *setup, float *qkv_base, double *picks,
-                             double *prob_sum) {
-    const MoICEOptions *o = &c->moice;
-    int C = c->n_embd, H = c->n_head, d = C / H, N = o->n_bases, BT = B * T, rows = BT * H;
+// out: [B, T, C]; ml->att: N [B, H, T, T] blocks. Base n's attention dropout draws its masks
+// from hash(key, n).
+static void moice_forward(float *out, const float *qkv, const ModuleLayer *ml, double *sums) {
+    LayerView v = view_of(ml);
+    const MoICEOptions *o = v.o;
+    int B = v.B, T = v.T, C = v.C, H = v.H, d = v.d, N = v.N, BT = v.BT, rows = v.rows;
+    MoICEActs a = v.a;
+    MoICEScratch s = v.s;
+    RouterWeights w = v.w;
     for (int bt = 0; bt < BT; bt++)
-        memcpy(a->router_in + (size_t)bt * C, qkv + (size_t)bt * 3 * C, C * sizeof(float));
-    rope_rotate(a->router_in, C, 1, B, T, C, H, o->bases[0], 1.0f, NULL);
-    router_forward(a->router_u1, a->router_u3, a->router_h, a->router_probs, a->router_weights,
-                   a->router_in, p->router_w1, p->router_w3, p->router_w2, rows, d, N, o->top_k);
+        memcpy(a.router_in + (size_t)bt * C, qkv + (size_t)bt * 3 * C, C * sizeof(float));
+    rope_rotate(a.router_in, C, 1, B, T, C, H, o->bases[0], 1.0f, NULL);
+    router_forward(a.u1, a.u3, a.h, a.probs, a.weights, a.router_in, w.w1, w.w3, w.w2, rows, d, N,
+                   o->top_k);
+    // in row order, so the sums are the same for every thread count
     for (int r = 0; r < rows; r++)
         for (int n = 0; n < N; n++) {
-            picks[n] += a->router_weights[(size_t)r * N + n] > 0.0f;
-            prob_sum[n] += a->router_probs[(size_t)r * N + n];
+            sums[SUM_PICKS + n] += a.weights[(size_t)r * N + n] > 0.0f;
+            sums[SUM_PROBS(N) + n] += a.probs[(size_t)r * N + n];
         }
+    sums[SUM_ROUTINGS] += (double)rows;
     size_t plane = (size_t)BT * C, att_block = (size_t)B * H * T * T;
     for (int n = 0; n < N; n++) {
-        rotate_copy(qkv_base, qkv, B, T, C, H, o->bases[n]);
-        AttentionSetup s = base_setup(setup, n);
-        attention_forward(a->base_out + n * plane, att + n * att_block, NULL, qkv_base, B, T, C, H,
-                          &s);
+        rotate_copy(s.qkv_base, qkv, B, T, C, H, o->bases[n]);
+        AttentionSetup bs = base_setup(ml->setup, n);
+        attention_forward(a.base_out + n * plane, ml->att + n * att_block, NULL, s.qkv_base, B, T,
+                          C, H, &bs);
     }
-    moice_mix_forward(out, a->base_out, a->router_weights, BT, C, H, N);
+    moice_mix_forward(out, a.base_out, a.weights, BT, C, H, N);
 }
 
-void moice_attention_backward(float *dqkv, const float *dout, const float *att,
-                              const LayerActs *a, const float *qkv, const LayerParams *p,
-                              const LayerParams *g, const float *aux_grad, int need_dqkv,
-                              const GPTConfig *c, int B, int T, const AttentionSetup *setup,
-                              GradScratch *s) {
-    const MoICEOptions *o = &c->moice;
-    int C = c->n_embd, H = c->n_head, d = C / H, N = o->n_bases, BT = B * T, rows = BT * H;
+// Accumulates the router gradients; with need_dqkv overwrites dqkv ([B, T, 3C], w.r.t. the
+// unrotated qkv) with the gradient through every base's attention and the router's input, else
+// skips all of it (nothing below the router trains).
+static void moice_backward(float *dqkv, const float *dout, const float *qkv, const ModuleLayer *ml,
+                           const float *aux_grad, int need_dqkv) {
+    LayerView v = view_of(ml);
+    const MoICEOptions *o = v.o;
+    int B = v.B, T = v.T, C = v.C, H = v.H, d = v.d, N = v.N, BT = v.BT, rows = v.rows;
+    MoICEActs a = v.a;
+    MoICEScratch s = v.s;
+    RouterWeights w = v.w;
+    float *g1 = NULL, *g3 = NULL, *g2 = NULL;
+    if (ml->grads) {
+        RouterWeights g = router_weights(ml->grads, v.c);
+        g1 = (float *)g.w1, g3 = (float *)g.w3, g2 = (float *)g.w2;
+    }
     size_t plane = (size_t)BT * C, att_block = (size_t)B * H * T * T, n_qkv = plane * 3;
-    float *dweights = s->drouter, *router_work = s->drouter + (size_t)rows * N;
-    moice_mix_backward(dweights, dout, a->base_out, BT, C, H, N);
+    float *dweights = s.drouter, *router_work = s.drouter + (size_t)rows * N;
+    moice_mix_backward(dweights, dout, a.base_out, BT, C, H, N);
     if (need_dqkv) {
         memset(dqkv, 0, n_qkv * sizeof(float));
         for (int n = 0; n < N; n++) {
-            base_share(s->datty_base, dout, a->router_weights, n, BT, C, H, N);
-            rotate_copy(s->qkv_base, qkv, B, T, C, H, o->bases[n]);
-            AttentionSetup bs = base_setup(setup, n);
-            attention_backward(s->dqkv_base, s->datty_base, att + n * att_block, NULL, s->qkv_base,
+            base_share(s.datty_base, dout, a.weights, n, BT, C, H, N);
+            rotate_copy(s.qkv_base, qkv, B, T, C, H, o->bases[n]);
+            AttentionSetup bs = base_setup(ml->setup, n);
+            attention_backward(s.dqkv_base, s.datty_base, ml->att + n * att_block, NULL, s.qkv_base,
                                B, T, C, H, &bs);
-            rope_rotate(s->dqkv_base, 3 * C, 2, B, T, C, H, o->bases[n], -1.0f, NULL);
+            rope_rotate(s.dqkv_base, 3 * C, 2, B, T, C, H, o->bases[n], -1.0f, NULL);
 #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n_qkv; i++) dqkv[i] += s->dqkv_base[i];
+            for (size_t i = 0; i < n_qkv; i++) dqkv[i] += s.dqkv_base[i];
         }
-        memset(s->datty_base, 0, plane * sizeof(float));  // now the router input's gradient
+        memset(s.datty_base, 0, plane * sizeof(float));  // now the router input's gradient
     }
-    router_backward(need_dqkv ? s->datty_base : NULL, g->router_w1, g->router_w3, g->router_w2,
-                    dweights, aux_grad, a->router_in, a->router_u1, a->router_u3, a->router_h,
-                    a->router_probs, a->router_weights, p->router_w1, p->router_w3, p->router_w2,
-                    router_work, rows, d, N);
+    router_backward(need_dqkv ? s.datty_base : NULL, g1, g3, g2, dweights, aux_grad, a.router_in,
+                    a.u1, a.u3, a.h, a.probs, a.weights, w.w1, w.w3, w.w2, router_work, rows, d, N);
     if (!need_dqkv) return;
-    rope_rotate(s->datty_base, C, 1, B, T, C, H, o->bases[0], -1.0f, NULL);
+    rope_rotate(s.datty_base, C, 1, B, T, C, H, o->bases[0], -1.0f, NULL);
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < BT; bt++)
-        for (int i = 0; i < C; i++) dqkv[(size_t)bt * 3 * C + i] += s->datty_base[(size_t)bt * C + i];
+        for (int i = 0; i < C; i++) dqkv[(size_t)bt * 3 * C + i] += s.datty_base[(size_t)bt * C + i];
 }
+
+// ----------------------------------------------------------------------------------------------
+// the module
+
+static int moice_active(const GPTConfig *c) { return c->moice.n_bases > 0; }
+
+static int moice_tensors(const GPTConfig *c, PETensorSpec *specs) {
+    // W1 and W3 at 1/sqrt(d) (pelab's default) keep u1, u3 of the order of q's entries, so the
+    // gated product h is not vanishingly small; W2 at 0.02 starts the routing near uniform (and
+    // nearly load-balanced) while giving every weight a gradient from step one. The official
+    // recipe draws all three at 0.02 (--moice-router-std 0.02).
+    int N = c->moice.n_bases, d = c->n_embd / c->n_head;
+    float in_std = c->moice.router_std > 0.0f ? c->moice.router_std : 1.0f / sqrtf((float)d);
+    specs[0] = (PETensorSpec){"blocks.%d.attn.router.w1.weight", 1, 2, {N, d}, PE_INIT_NORMAL, in_std, 1};
+    specs[1] = (PETensorSpec){"blocks.%d.attn.router.w3.weight", 1, 2, {N, d}, PE_INIT_NORMAL, in_std, 1};
+    specs[2] = (PETensorSpec){"blocks.%d.attn.router.w2.weight", 1, 2, {N, N}, PE_INIT_NORMAL, 0.02f, 1};
+    return 3;
+}
+
+static int moice_att_blocks(const GPTConfig *c) { return c->moice.n_bases; }
+
+static size_t moice_act_size(const GPTConfig *c, int B, int T) {
+    MoICEActs a;
+    return acts_layout(&a, NULL, c, B, T);
+}
+
+static size_t moice_scratch_size(const GPTConfig *c, int B, int T) {
+    MoICEScratch s;
+    return scratch_layout(&s, NULL, c, B, T);
+}
+
+// aux = N sum_n f_n P_n over the routings of all layers
+static double moice_objective(const GPTConfig *c, const double *sums, double *weighted) {
+    int N = c->moice.n_bases;
+    double aux = 0.0, R = sums[SUM_ROUTINGS];
+    for (int n = 0; n < N; n++)
+        aux += N * (sums[SUM_PICKS + n] / R) * (sums[SUM_PROBS(N) + n] / R);
+    *weighted = c->moice.aux_weight * aux;
+    return aux;
+}
+
+// d(aux_weight * aux)/d p_n of each of the R routings: aux_weight N f_n / R
+static int moice_objective_grad(const GPTConfig *c, const double *sums, float *aux_grad) {
+    int N = c->moice.n_bases;
+    if (!(c->moice.aux_weight > 0.0f)) return 0;
+    double R = sums[SUM_ROUTINGS];
+    for (int n = 0; n < N; n++)
+        aux_grad[n] = (float)(c->moice.aux_weight * N * (sums[SUM_PICKS + n] / R) / R);
+    return 1;
+}
+
+static void moice_effective_attention(float *dst, const ModuleLayer *ml) {
+    MoICEActs a;
+    acts_layout(&a, ml->acts, ml->config, ml->B, ml->T);
+    moice_mixed_attention(dst, ml->att, a.weights, ml->B, ml->T, ml->config->n_head,
+                          ml->config->moice.n_bases);
+}
+
+// attention once per base (the core counts one), and the router's three products
+static double moice_flops(const GPTConfig *c, int B, int T, double attention) {
+    double N = c->moice.n_bases, d = (double)c->n_embd / c->n_head;
+    double router = 2.0 * B * T * c->n_head * (2.0 * d * N + N * N) * c->n_layer;
+    return 3.0 * ((N - 1.0) * attention + router);
+}
+
+const AttentionModule moice_module = {
+    .name = "MoICE",
+    .active = moice_active, .check = moice_check, .tensors = moice_tensors,
+    .att_blocks = moice_att_blocks, .act_size = moice_act_size,
+    .scratch_size = moice_scratch_size, .forward = moice_forward, .backward = moice_backward,
+    .objective = moice_objective, .objective_grad = moice_objective_grad,
+    .effective_attention = moice_effective_attention, .flops = moice_flops,
+};

@@ -9,6 +9,10 @@
 // is o_i = sum_n w_n o_i^(n). The load-balancing loss (Switch style) pools the routings of all
 // layers: aux = N sum_n f_n P_n, f_n the fraction of routings whose top K holds n, P_n the mean
 // of p_n; f carries no gradient, so d aux / d p_n = N f_n / R for each of the R routings.
+//
+// MoICE is an attention module (model/module.h): moice_module replaces the attention of every
+// layer of a model whose --moice-bases names bases, and owns the routers' tensors
+// ("blocks.L.attn.router.w1/w3/w2.weight"), activations and the load-balancing term.
 #ifndef PELAB_MOICE_H
 #define PELAB_MOICE_H
 
@@ -16,6 +20,8 @@
 
 #include "../common/option.h"
 #include "layers.h"
+
+extern const AttentionModule moice_module;
 
 // --moice-bases text: "none" (off), a comma-separated list whose first entry is the rope base,
 // or a named set scaled to rope_base: "short" (pelab's default for sequences of tens to a few
@@ -25,6 +31,9 @@
 extern const Option moice_options[];
 extern const int moice_n_options;
 
+// MoICE off (no bases), its other options as their rows declare them.
+MoICEOptions moice_defaults(void);
+
 int moice_parse_bases(MoICEOptions *o, const char *text, float rope_base, char *err, size_t errlen);
 // "none" or the bases comma-separated, each as its shortest decimal.
 void moice_format_bases(char *buf, size_t len, const MoICEOptions *o);
@@ -32,7 +41,7 @@ void moice_format_bases(char *buf, size_t len, const MoICEOptions *o);
 const char *moice_check(const struct GPTConfig *c);
 
 // The router of one layer over `rows` (token, head) pairs. x: [rows, d]; u1, u3, h, probs,
-// weights: [rows, N] (see the LayerActs fields).
+// weights: [rows, N] (see MoICEActs in moice.c).
 void router_forward(float *u1, float *u3, float *h, float *probs, float *weights, const float *x,
                     const float *w1, const float *w3, const float *w2, int rows, int d, int N,
                     int K);
@@ -55,22 +64,5 @@ void moice_mix_backward(float *dweights, const float *dout, const float *base_ou
 // blocks and the router weights; dst: [B, H, T, T] with zeros above the diagonal.
 void moice_mixed_attention(float *dst, const float *att, const float *weights, int B, int T,
                            int H, int N);
-
-// One layer's MoICE attention. qkv: [B, T, 3C] before any rotation; out: [B, T, C]; att:
-// N [B, H, T, T] blocks; acts: the layer's router and base_out activations; qkv_base: [B, T, 3C]
-// work. Adds the routings to picks[n] and prob_sum[n] (in row order, so the sums are the same
-// for every thread count). Base n's attention dropout draws its masks from hash(key, n).
-void moice_attention_forward(float *out, float *att, LayerActs *acts, const float *qkv,
-                             const LayerParams *p, const struct GPTConfig *c, int B, int T,
-                             const AttentionSetup *setup, float *qkv_base, double *picks,
-                             double *prob_sum);
-// dout: [B, T, C] gradient of out. Accumulates the router gradients into g; with need_dqkv,
-// overwrites dqkv ([B, T, 3C], w.r.t. the unrotated qkv) with the gradient through every base's
-// attention and the router's input, else skips all of it (nothing below the router trains).
-void moice_attention_backward(float *dqkv, const float *dout, const float *att,
-                              const LayerActs *acts, const float *qkv, const LayerParams *p,
-                              const LayerParams *g, const float *aux_grad, int need_dqkv,
-                              const struct GPTConfig *c, int B, int T, const AttentionSetup *setup,
-                              GradScratch *s);
 
 #endif

@@ -14,6 +14,23 @@ const char *const mspoe_order_names[] = {[MSPOE_ORDER_SCORE] = "score",
                                          [MSPOE_ORDER_PLAIN] = "plain",
                                          [MSPOE_ORDER_OFFICIAL] = "official", NULL};
 
+_Static_assert(sizeof(MsPoEOrder) == sizeof(int), "--mspoe-order stores the enum as an int");
+
+const Option mspoe_options[] = {
+    {"mspoe", "MIN:MAX", KIND_RATIOS, 0, SCOPE_RUN,
+     .help = "Ms-PoE on a rope model: head ratios r from MIN to MAX (official 1.2:1.8)",
+     .default_text = "off"},
+    {"mspoe-skip-layers", "N", KIND_INT, offsetof(MsPoEConfig, skip_layers), SCOPE_RUN, 0,
+     GPT_MAX_LAYERS, .help = "Ms-PoE: the first N layers keep plain rope",
+     .default_text = "2, at most layers - 1"},
+    {"mspoe-order", "score|plain|official", KIND_CHOICE, offsetof(MsPoEConfig, order), SCOPE_RUN,
+     .choices = mspoe_order_names,
+     .help = "Ms-PoE: ratios by position-awareness score (least aware head gets MAX), by head "
+             "index, or by the official code's indexing of the score order",
+     .default_text = "score"},
+};
+const int mspoe_n_options = sizeof mspoe_options / sizeof mspoe_options[0];
+
 const char *mspoe_check(const MsPoEConfig *s, const GPTConfig *c) {
     static _Thread_local char msg[256];
     if (strcmp(c->pe->name, "rope") != 0) {
@@ -23,9 +40,13 @@ const char *mspoe_check(const MsPoEConfig *s, const GPTConfig *c) {
                  c->pe->name);
         return msg;
     }
-    if (c->moice.n_bases)
-        return "Ms-PoE rescales plain rope's positions, and this model mixes MoICE bases; "
-               "evaluate the rope checkpoint the MoICE routers were trained from instead";
+    if (module_of(c)) {
+        snprintf(msg, sizeof msg,
+                 "Ms-PoE rescales plain rope's positions, and this model's attention is %s's; "
+                 "evaluate the rope checkpoint its %s tensors were trained from instead",
+                 module_of(c)->name, module_of(c)->name);
+        return msg;
+    }
     if (!(isfinite(s->ratio_min) && isfinite(s->ratio_max) && s->ratio_min > 0.0f)) {
         snprintf(msg, sizeof msg,
                  "--mspoe ratios divide the positions, so they must be positive numbers, got "
@@ -68,8 +89,12 @@ int mspoe_parse_ratios(const char *text, MsPoEConfig *s, char *err, size_t errle
     return 0;
 }
 
+static struct MsPoE *state_of(const GPT *m) {
+    return m->qk_override.release == mspoe_disable ? m->qk_override.state : NULL;
+}
+
 void mspoe_disable(GPT *m) {
-    struct MsPoE *s = m->mspoe;
+    struct MsPoE *s = state_of(m);
     if (!s) return;
     free(s->ratios);
     free(s->scores);
@@ -77,7 +102,7 @@ void mspoe_disable(GPT *m) {
     free(s->row_work);
     free(s->query_rows);
     free(s);
-    m->mspoe = NULL;
+    memset(&m->qk_override, 0, sizeof m->qk_override);
 }
 
 int mspoe_enable(GPT *m, const MsPoEConfig *config, char *err, size_t errlen) {
@@ -87,7 +112,7 @@ int mspoe_enable(GPT *m, const MsPoEConfig *config, char *err, size_t errlen) {
         snprintf(err, errlen, "%s", problem);
         return -1;
     }
-    mspoe_disable(m);
+    if (m->qk_override.release) m->qk_override.release(m);
     struct MsPoE *s = calloc(1, sizeof *s);
     size_t BH = (size_t)m->max_batch * c->n_head;
     if (s) {
@@ -98,7 +123,8 @@ int mspoe_enable(GPT *m, const MsPoEConfig *config, char *err, size_t errlen) {
         s->row_work = calloc((size_t)m->n_threads * c->seq_len, sizeof(float));
         s->query_rows = calloc((size_t)m->max_batch, sizeof(int));
     }
-    m->mspoe = s;
+    m->qk_override = (QKOverride){.applies = mspoe_applies, .forward = mspoe_qk_forward,
+                                  .release = mspoe_disable, .state = s};
     if (!s || !s->ratios || !s->scores || !s->ranks || !s->row_work || !s->query_rows) {
         mspoe_disable(m);
         snprintf(err, errlen, "out of memory for Ms-PoE's work space; lower the batch");
@@ -108,12 +134,13 @@ int mspoe_enable(GPT *m, const MsPoEConfig *config, char *err, size_t errlen) {
 }
 
 int mspoe_applies(const GPT *m, int layer) {
-    return m->mspoe && layer >= m->mspoe->config.skip_layers;
+    const struct MsPoE *s = state_of(m);
+    return s && layer >= s->config.skip_layers;
 }
 
 const double *mspoe_layer_ratios(const GPT *m, int layer) {
     if (!mspoe_applies(m, layer)) return NULL;
-    return m->mspoe->ratios + (size_t)layer * m->max_batch * m->config.n_head;
+    return state_of(m)->ratios + (size_t)layer * m->max_batch * m->config.n_head;
 }
 
 int mspoe_default_skip_layers(int n_layer) { return n_layer - 1 < 2 ? n_layer - 1 : 2; }
@@ -167,7 +194,7 @@ static void find_query_rows(const int32_t *targets, int B, int T, int *rows) {
 }
 
 void mspoe_qk_forward(GPT *m, int layer, float *qkv) {
-    struct MsPoE *s = m->mspoe;
+    struct MsPoE *s = state_of(m);
     const GPTConfig *c = &m->config;
     int B = m->B, T = m->T, C = c->n_embd, H = c->n_head, d = C / H;
     double *ratios = s->ratios + (size_t)layer * m->max_batch * H;

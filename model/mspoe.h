@@ -35,6 +35,7 @@
 
 #include <stddef.h>
 
+#include "../common/option.h"
 #include "gpt.h"
 
 typedef enum { MSPOE_ORDER_SCORE = 0, MSPOE_ORDER_PLAIN = 1, MSPOE_ORDER_OFFICIAL = 2 } MsPoEOrder;
@@ -51,7 +52,7 @@ typedef struct {
     MsPoEOrder order;
 } MsPoEConfig;
 
-// Ms-PoE's state in a model (GPT.mspoe); NULL there means off.
+// Ms-PoE's state in a model: the state of its qk override (GPT.qk_override), set by mspoe_enable.
 struct MsPoE {
     MsPoEConfig config;
     double *ratios;    // [L, max_batch, H]: r of each (layer >= skip, sequence, head), latest forward
@@ -61,12 +62,18 @@ struct MsPoE {
     int *query_rows;   // [max_batch]: the scored row of each sequence (see above)
 };
 
+// Ms-PoE's command-line options (bin/eval), offsets into MsPoEConfig: --mspoe MIN:MAX turns it
+// on, --mspoe-skip-layers and --mspoe-order set it up.
+extern const Option mspoe_options[];
+extern const int mspoe_n_options;
+
 // NULL when the settings suit the model, else a message naming the problem and the fix:
 // the model must use rope, 0 < r_min <= r_max, and at least one layer must be left to rescale.
 const char *mspoe_check(const MsPoEConfig *config, const GPTConfig *model);
 
-// Turns Ms-PoE on for every later forward (replacing earlier settings). Forward only: with it on,
-// gpt_backward refuses to run. Returns 0, or -1 with a message in err.
+// Turns Ms-PoE on for every later forward, as the model's qk override (replacing an earlier
+// one). Forward only: with it on, gpt_backward refuses to run. Returns 0, or -1 with a message
+// in err. mspoe_disable turns it off (gpt_free does too).
 int mspoe_enable(GPT *model, const MsPoEConfig *config, char *err, size_t errlen);
 void mspoe_disable(GPT *model);
 

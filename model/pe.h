@@ -62,6 +62,10 @@ typedef struct PositionalEncoding {
     int (*max_len)(const struct GPTConfig *c);
     // NULL if the encoding can work with this config, else a message naming problem and fix.
     const char *(*check)(const struct GPTConfig *c);
+    // Pins every tensor size the encoding derives from the context (seq_len) to its value now,
+    // so that a trained model can run a longer context with the same tensors (bin/eval's
+    // longer splits). NULL: no size depends on the context.
+    void (*keep_tables)(struct GPTConfig *c);
 
     // embed site. h0: [B, T, C] token embeddings to add to; params: the shared tensor or NULL.
     void (*embed_forward)(float *h0, const float *params, const struct GPTConfig *c, int B, int T);
@@ -98,6 +102,8 @@ const PositionalEncoding *pe_find(const char *name);
 // The registry in table order, for whatever must cover every encoding (tests, --help).
 int pe_count(void);
 const PositionalEncoding *pe_at(int i);  // 0 <= i < pe_count()
+// Every encoding's options as their rows declare them (Option.def).
+PEOptions pe_defaults(void);
 // "none, abs, sin, ..." for messages and --help.
 const char *pe_names(void);
 

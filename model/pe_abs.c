@@ -37,8 +37,6 @@ static void abs_embed_backward(float *dwpe, const float *dh0, const GPTConfig *c
 const PositionalEncoding pe_abs = {
     .name = "abs",
     .summary = "learned absolute position embedding added to the tokens (cannot run past T)",
-    .tensors = abs_tensors,
-    .max_len = abs_max_len,
-    .embed_forward = abs_embed_forward,
+    .tensors = abs_tensors, .max_len = abs_max_len, .embed_forward = abs_embed_forward,
     .embed_backward = abs_embed_backward,
 };

@@ -20,6 +20,7 @@
 #include "gpt.h"
 
 static int cope_npos(const GPTConfig *c) { return c->pe_opt.cope_npos > 0 ? c->pe_opt.cope_npos : c->seq_len + 1; }
+static void cope_keep_tables(GPTConfig *c) { c->pe_opt.cope_npos = cope_npos(c); }
 
 static int cope_tensors(const GPTConfig *c, PETensorSpec *specs) {
     specs[0] = (PETensorSpec){.name = "blocks.%d.attn.cope.weight", .per_layer = 1, .ndim = 2,
@@ -153,15 +154,10 @@ static const Option cope_options[] = {
 };
 
 const PositionalEncoding pe_cope = {
-    .name = "cope",
-    .options = cope_options,
-    .n_options = sizeof cope_options / sizeof cope_options[0],
+    .name = "cope", OPTION_ROWS(cope_options),
     .summary = "contextual positions: gated counts of past tokens, interpolated position logits",
-    .check = cope_check,
-    .tensors = cope_tensors,
-    .score_forward = cope_score_forward,
-    .score_backward = cope_score_backward,
-    .score_positions = cope_score_positions,
-    .score_act_size = cope_act_size,
+    .check = cope_check, .keep_tables = cope_keep_tables, .tensors = cope_tensors,
+    .score_forward = cope_score_forward, .score_backward = cope_score_backward,
+    .score_positions = cope_score_positions, .score_act_size = cope_act_size,
     .score_scratch_size = cope_scratch_size,
 };

@@ -10,6 +10,7 @@
 #include "gpt.h"
 
 static int rel_npos(const GPTConfig *c) { return c->pe_opt.rel_npos > 0 ? c->pe_opt.rel_npos : c->seq_len; }
+static void rel_keep_tables(GPTConfig *c) { c->pe_opt.rel_npos = rel_npos(c); }
 
 static int rel_tensors(const GPTConfig *c, PETensorSpec *specs) {
     int d = c->n_embd / c->n_head;
@@ -71,13 +72,9 @@ static const Option rel_options[] = {
 };
 
 const PositionalEncoding pe_rel = {
-    .name = "rel",
-    .options = rel_options,
-    .n_options = sizeof rel_options / sizeof rel_options[0],
+    .name = "rel", OPTION_ROWS(rel_options),
     .summary = "learned relative embedding R[i-j] dotted with the query, one table for all layers",
-    .check = rel_check,
-    .tensors = rel_tensors,
-    .score_forward = rel_score_forward,
-    .score_backward = rel_score_backward,
+    .check = rel_check, .keep_tables = rel_keep_tables, .tensors = rel_tensors,
+    .score_forward = rel_score_forward, .score_backward = rel_score_backward,
     .score_scratch_size = rel_scratch_size,
 };

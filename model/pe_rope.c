@@ -56,15 +56,11 @@ static void rope_qk_backward(float *dqkv, const GPTConfig *c, int B, int T) {
 
 static const Option rope_options[] = {
     {"rope-base", "X", KIND_FLOAT, offsetof(PEOptions, rope_base), SCOPE_MODEL, 0, INFINITY, 1,
-     .help = "rope: theta_m = base^(-2m/d)"},
+     .help = "rope: theta_m = base^(-2m/d)", .def = 10000},
 };
 
 const PositionalEncoding pe_rope = {
-    .name = "rope",
-    .options = rope_options,
-    .n_options = sizeof rope_options / sizeof rope_options[0],
+    .name = "rope", OPTION_ROWS(rope_options),
     .summary = "rotary embedding: q and k rotated by position (rotate-half, --rope-base)",
-    .check = rope_check,
-    .qk_forward = rope_qk_forward,
-    .qk_backward = rope_qk_backward,
+    .check = rope_check, .qk_forward = rope_qk_forward, .qk_backward = rope_qk_backward,
 };

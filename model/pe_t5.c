@@ -64,8 +64,6 @@ static size_t t5_scratch_size(const GPTConfig *c, int T) {
 const PositionalEncoding pe_t5 = {
     .name = "t5",
     .summary = "T5 relative bias: a learned scalar per head and log-spaced distance bucket",
-    .tensors = t5_tensors,
-    .score_forward = t5_score_forward,
-    .score_backward = t5_score_backward,
-    .score_scratch_size = t5_scratch_size,
+    .tensors = t5_tensors, .score_forward = t5_score_forward,
+    .score_backward = t5_score_backward, .score_scratch_size = t5_scratch_size,
 };

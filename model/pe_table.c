@@ -20,6 +20,12 @@ int pe_count(void) { return (int)PE_COUNT; }
 
 const PositionalEncoding *pe_at(int i) { return pe_table[i]; }
 
+PEOptions pe_defaults(void) {
+    PEOptions o = {0};
+    for (size_t i = 0; i < PE_COUNT; i++) option_defaults(pe_table[i]->options, pe_table[i]->n_options, &o);
+    return o;
+}
+
 const char *pe_names(void) {
     static char names[256];
     if (names[0]) return names;

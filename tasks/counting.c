@@ -58,8 +58,8 @@ static const Preset presets[] = {
     {.name = "classroom",
      .summary = "2 layers, width 64, 1 variable, up to 32 statements, context 64",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .seq_len = 64, .batch = 32, .steps = 1500,
-     .warmup = 100, .eval_every = 250, .eval_seqs = SPLIT_SIZE, .lr = 3e-3f, .count_vars = 1,
-     .count_statements = 32},
+     .warmup = 100, .eval_every = 250, .eval_seqs = SPLIT_SIZE, .lr = 3e-3f,
+     .flags = "--count-vars 1 --count-statements 32"},
     // [official code, run.sh]: 4 layers, width 256, 4 heads, FF 1024 (4 x width, the default),
     // post-norm, relu, tied embeddings, dropout 0.1, block size 512, Adam lr 7e-5 without
     // decay, warmup, clipping or schedule, batch 64, 100 epochs of 10k samples in a uniform
@@ -71,8 +71,8 @@ static const Preset presets[] = {
                 "epochs",
      .n_layer = 4, .n_embd = 256, .n_head = 4, .seq_len = 512, .batch = 64, .steps = 15700,
      .eval_every = 1570, .eval_seqs = SPLIT_SIZE, .lr = 7e-5f, .dropout = 0.1f, .norm = "post",
-     .act = "relu", .count_vars = 3, .count_statements = 512,
-     .flags = "--warmup 0 --schedule constant --weight-decay 0 --beta2 0.999 --clip 0 "
+     .act = "relu",
+     .flags = "--count-vars 3 --count-statements 512 --warmup 0 --schedule constant --weight-decay 0 --beta2 0.999 --clip 0 "
               "--ffn-dropout 0.1 --init-scheme torch --emb-std 0.0625 --batch-order shuffle"},
 };
 
@@ -216,22 +216,15 @@ static int counting_answer_known(const int32_t *tokens, int len) {
 
 static const Option counting_options[] = {
     {"count-vars", "N", KIND_INT, offsetof(TaskOptions, count_vars), SCOPE_TASK, 1, 26,
-     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)"},
+     .help = "counting: variables a, b, ... (the paper: 1, 3 or 5)", .def = 1},
     {"count-statements", "N", KIND_INT, offsetof(TaskOptions, count_statements), SCOPE_TASK, 3,
-     1 << 16, .help = "counting: statements per sample, uniform from 3 to N (official: 512)"},
+     1 << 16, .help = "counting: statements per sample, uniform from 3 to N (official: 512)",
+     .def = 512},
 };
 
 const Task task_counting = {
-    .name = "counting",
-    .options = counting_options,
-    .n_options = sizeof counting_options / sizeof counting_options[0],
+    .name = "counting", OPTION_ROWS(counting_options), TASK_PRESETS(presets),
     .summary = "count a variable's increments since it was set; only the answer is scored",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = counting_check,
-    .layout = counting_layout,
-    .sample = counting_sample,
-    .answer_known = counting_answer_known,
+    .vocab_size = VOCAB, .token_names = token_names, .check = counting_check,
+    .layout = counting_layout, .sample = counting_sample, .answer_known = counting_answer_known,
 };

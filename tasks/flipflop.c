@@ -56,6 +56,11 @@ static const Preset presets[] = {
      .warmup = 500, .eval_seqs = 160000, .lr = 3e-4f, .flags = "--eval-every 0"},
 };
 
+static const Option flipflop_options[] = {
+    {"flipflop-p-train", "P", KIND_FLOAT, offsetof(TaskOptions, flipflop_p_train), SCOPE_TASK, 0,
+     1, .help = "flipflop: p_ignore of the training stream, FFL(P) (the paper: 0.8)", .def = 0.8},
+};
+
 static const char *flipflop_check(const TaskOptions *opt) {
     static char msg[160];
     if (opt->seq_len < 4 || opt->seq_len % 2 != 0) {
@@ -114,13 +119,8 @@ static int flipflop_sample(const TaskOptions *opt, int split, Rng *rng, int32_t 
 }
 
 const Task task_flipflop = {
-    .name = "flipflop",
+    .name = "flipflop", OPTION_ROWS(flipflop_options), TASK_PRESETS(presets),
     .summary = "Flip-Flop: write/read/ignore a one-bit memory; the bits after a read are scored",
-    .vocab_size = 5,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = flipflop_check,
-    .layout = flipflop_layout,
-    .sample = flipflop_sample,
+    .vocab_size = 5, .token_names = token_names, .check = flipflop_check,
+    .layout = flipflop_layout, .sample = flipflop_sample,
 };

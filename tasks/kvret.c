@@ -74,15 +74,16 @@ static const Preset presets[] = {
     {.name = "classroom",
      .summary = "2 layers, width 64, 10 pairs (2-10 in training), 16 keys, 8 queries",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .batch = 64, .steps = 1500, .warmup = 100,
-     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f, .kv_pairs = 10, .kv_min_pairs = 2,
-     .kv_keys = 16, .kv_queries = 8, .flags = "--init-std 0.072 --emb-std 0.3"},
+     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f,
+     .flags = "--kv-pairs 10 --kv-min-pairs 2 --kv-keys 16 --kv-queries 8 --init-std 0.072 "
+              "--emb-std 0.3"},
     // Our choice, not from a paper: the model of the CoPE paper's synthetic tasks (4 layers,
     // width 256, 4 heads) on 64 pairs = 131 tokens. Add --kv-eval-pairs 128 for length
     // generalisation (not with abs).
     {.name = "paper",
      .summary = "our choice: 4 layers, width 256, 64 pairs (131 tokens)",
      .n_layer = 4, .n_embd = 256, .n_head = 4, .batch = 32, .steps = 10000, .warmup = 500,
-     .eval_every = 1000, .eval_seqs = 512, .lr = 3e-4f, .kv_pairs = 64},
+     .eval_every = 1000, .eval_seqs = 512, .lr = 3e-4f, .flags = "--kv-pairs 64"},
 };
 
 static int most_pairs(const TaskOptions *opt) {
@@ -322,19 +323,19 @@ static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *in
 
 static const Option kvret_options[] = {
     {"kv-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_pairs), SCOPE_TASK, 1, KV_MAX_PAIRS,
-     .help = "kvret: key-value pairs per training sequence"},
+     .help = "kvret: key-value pairs per training sequence", .def = 16},
     {"kv-eval-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_eval_pairs), SCOPE_TASK, 0,
      KV_MAX_PAIRS,
      .help = "kvret: pairs of the length-generalisation split `long` (0: none; not with abs)",
      .eval = 1},
     {"kv-keys", "N", KIND_INT, offsetof(TaskOptions, kv_keys), SCOPE_TASK, 1, KV_MAX_PAIRS,
      .help = "kvret: key symbols in use (the first N); at least the pairs of every split",
-     .added_later = 1},
+     .added_later = 1, .def = KV_MAX_PAIRS},
     {"kv-queries", "Q", KIND_INT, offsetof(TaskOptions, kv_queries), SCOPE_TASK, 1,
      KV_MAX_QUERIES,
      .help = "kvret: queries per training (and in, long) sequence, each value scored; the "
              "sweep's bins ask one",
-     .added_later = 1},
+     .added_later = 1, .def = 1},
     {"kv-min-pairs", "N", KIND_INT, offsetof(TaskOptions, kv_min_pairs), SCOPE_TASK, 0,
      KV_MAX_PAIRS,
      .help = "kvret: training sequences hold from N to --kv-pairs pairs (0: --kv-pairs)",
@@ -345,10 +346,10 @@ static const Option kvret_options[] = {
              "tenth, see --kv-middle-share)"},
     {"kv-middle-share", "X", KIND_FLOAT, offsetof(TaskOptions, kv_middle_share), SCOPE_TASK, 0, 1,
      .help = "kvret, ends: share of training queries between the two end tenths (0: never)",
-     .added_later = 1},
+     .added_later = 1, .def = 0.1},
     {"position-bins", "B", KIND_INT, offsetof(TaskOptions, position_bins), SCOPE_TASK, 3,
      TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)",
-     .eval = 1},
+     .eval = 1, .def = 10},
     {"kv-duplicate-probe", "P", KIND_INT, offsetof(TaskOptions, kv_duplicate_probe), SCOPE_TASK,
      0, TASK_MAX_SPLITS,
      .help = "kvret: probe splits dup<a>-<b> (0 <= a <= b < P) whose queried key appears twice, "
@@ -357,16 +358,8 @@ static const Option kvret_options[] = {
 };
 
 const Task task_kvret = {
-    .name = "kvret",
-    .options = kvret_options,
-    .n_options = sizeof kvret_options / sizeof kvret_options[0],
+    .name = "kvret", OPTION_ROWS(kvret_options), TASK_PRESETS(presets),
     .summary = "key-value retrieval: the value of a queried key is scored; position sweep",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = kvret_check,
-    .layout = kvret_layout,
-    .sample = kvret_sample,
-    .second_answer = kvret_second_answer,
+    .vocab_size = VOCAB, .token_names = token_names, .check = kvret_check,
+    .layout = kvret_layout, .sample = kvret_sample, .second_answer = kvret_second_answer,
 };

@@ -39,7 +39,7 @@ static const Preset presets[] = {
     {.name = "classroom",
      .summary = "2 layers, width 64, 8 data tokens among 24 blanks (41 tokens, sparse 65)",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .batch = 32, .steps = 2000, .warmup = 100,
-     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f, .sel_data = 8, .sel_blanks = 24},
+     .eval_every = 250, .eval_seqs = 256, .lr = 3e-3f, .flags = "--sel-data 8 --sel-blanks 24"},
     // UNCONFIRMED sizes: 128 data tokens with 128 / 64 / 256 blanks come from a secondary
     // source, not from the CoPE paper's text. The model is the paper's small GPT for synthetic
     // tasks (4 layers, width 256, 4 heads); optimiser settings and budget are ours.
@@ -47,7 +47,8 @@ static const Preset presets[] = {
      .summary = "UNCONFIRMED sizes: 128 data tokens, 128 blanks (dense 64, sparse 256); 4 layers, "
                 "width 256",
      .n_layer = 4, .n_embd = 256, .n_head = 4, .batch = 32, .steps = 10000, .warmup = 500,
-     .eval_every = 1000, .eval_seqs = 256, .lr = 3e-4f, .sel_data = 128, .sel_blanks = 128},
+     .eval_every = 1000, .eval_seqs = 256, .lr = 3e-4f,
+     .flags = "--sel-data 128 --sel-blanks 128"},
 };
 
 static const char *selcopy_check(const TaskOptions *opt) {
@@ -95,21 +96,15 @@ static int selcopy_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *
 
 static const Option selcopy_options[] = {
     {"sel-data", "N", KIND_INT, offsetof(TaskOptions, sel_data), SCOPE_TASK, 1, 1 << 16,
-     .help = "selcopy: data tokens to copy"},
+     .help = "selcopy: data tokens to copy", .def = 8},
     {"sel-blanks", "N", KIND_INT, offsetof(TaskOptions, sel_blanks), SCOPE_TASK, 2, 1 << 16,
-     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)"},
+     .help = "selcopy: blanks among them in training and split in (dense: half, sparse: twice)",
+     .def = 24},
 };
 
 const Task task_selcopy = {
-    .name = "selcopy",
-    .options = selcopy_options,
-    .n_options = sizeof selcopy_options / sizeof selcopy_options[0],
+    .name = "selcopy", OPTION_ROWS(selcopy_options), TASK_PRESETS(presets),
     .summary = "selective copy: data tokens among blanks, copied after a separator (scored)",
-    .vocab_size = VOCAB,
-    .token_names = token_names,
-    .presets = presets,
-    .n_presets = sizeof presets / sizeof presets[0],
-    .check = selcopy_check,
-    .layout = selcopy_layout,
-    .sample = selcopy_sample,
+    .vocab_size = VOCAB, .token_names = token_names, .check = selcopy_check,
+    .layout = selcopy_layout, .sample = selcopy_sample,
 };

@@ -47,10 +47,9 @@ typedef struct {
     float lr, dropout, weight_decay;
     const char *norm;  // "pre"/"post" or NULL
     const char *act;   // "gelu"/"relu" or NULL
-    int kv_pairs, kv_min_pairs, kv_keys, kv_queries;
-    int sel_data, sel_blanks, count_vars, count_statements;
     // More settings as command-line text ("--warmup 0 --schedule constant"), applied after the
-    // fields: what they cannot say (zeros, flags without a field). NULL: none.
+    // fields: the task's own options, and what the fields cannot say (zeros, other flags).
+    // NULL: none.
     const char *flags;
 } Preset;
 
@@ -114,9 +113,9 @@ typedef struct Task {
     int32_t (*second_answer)(const int32_t *inputs, int t);
 } Task;
 
-// Built-in option values (before presets and flags); also what a checkpoint's config means by
-// the options of other tasks that it does not list.
-extern const TaskOptions task_default_options;
+// Built-in option values (before presets and flags), as each task's rows declare them (and a
+// context of 128); also what a checkpoint's config means by the options it does not list.
+TaskOptions task_defaults(void);
 
 const Task *task_find(const char *name);
 // The registry in table order, for whatever must cover every task (tests, --help).
@@ -128,5 +127,8 @@ const Preset *task_preset(const Task *task, const char *name);
 int task_layout_longest(const TaskLayout *layout);
 // The index of the split called name, or -1.
 int task_layout_find(const TaskLayout *layout, const char *name);
+
+// A task's ".presets = array, .n_presets = its count".
+#define TASK_PRESETS(array) .presets = (array), .n_presets = (int)(sizeof(array) / sizeof((array)[0]))
 
 #endif

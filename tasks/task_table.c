@@ -10,11 +10,12 @@ static const Task *const task_table[] = {&task_flipflop, &task_kvret, &task_selc
 
 #define TASK_COUNT (sizeof task_table / sizeof task_table[0])
 
-const TaskOptions task_default_options = {
-    .seq_len = 128, .flipflop_p_train = 0.8f, .kv_pairs = 16, .kv_eval_pairs = 0,
-    .kv_keys = KV_MAX_PAIRS, .kv_queries = 1,
-    .kv_positions = KV_UNIFORM, .kv_middle_share = 0.1f, .position_bins = 10, .sel_data = 8, .sel_blanks = 24,
-    .count_vars = 1, .count_statements = 512};
+TaskOptions task_defaults(void) {
+    // The context before a task or preset says otherwise; every option as its row declares.
+    TaskOptions o = {.seq_len = 128};
+    for (size_t i = 0; i < TASK_COUNT; i++) option_defaults(task_table[i]->options, task_table[i]->n_options, &o);
+    return o;
+}
 
 const Task *task_find(const char *name) {
     for (size_t i = 0; i < TASK_COUNT; i++)

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/moice.h"
 #include "../common/h5file.h"
 
 typedef struct {
@@ -26,18 +25,6 @@ static int write_names(hid_t file, const char *attr, const char *const *names, i
         strncat(joined, names[i], sizeof joined - strlen(joined) - 1);
     }
     return H5LTset_attribute_string(file, "/", attr, joined) < 0 ? -1 : 0;
-}
-
-// Copies one layer's [n, H, T, T] maps with everything above the diagonal set to 0: the
-// attention kernel leaves those entries as work space.
-static void lower_triangle(float *dst, const float *src, size_t matrices, int T) {
-    for (size_t m = 0; m < matrices; m++)
-        for (int i = 0; i < T; i++) {
-            const float *s = src + (m * T + i) * T;
-            float *d = dst + (m * T + i) * T;
-            memcpy(d, s, (size_t)(i + 1) * sizeof(float));
-            memset(d + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));
-        }
 }
 
 static int write_split(hid_t file, MapsJob *job, int split) {
@@ -68,12 +55,8 @@ static int write_split(hid_t file, MapsJob *job, int split) {
         }
         for (int l = 0; l < c->n_layer && !rc; l++) {
             const LayerActs *la = &m->acts.layer[l];
-            if (kind == 0 && c->moice.n_bases) {
-                // MoICE: what the head applies, its router's mixture of the bases' attention
-                moice_mixed_attention(job->maps, la->att, la->router_weights, n, T, H,
-                                      c->moice.n_bases);
-            } else if (kind == 0) {
-                lower_triangle(job->maps, la->att, (size_t)n * H, T);
+            if (kind == 0) {
+                gpt_effective_attention(m, l, job->maps);
             } else {
                 PEContext ctx = {.config = c, .layer = l, .T = T};
                 size_t act = c->pe->score_act_size(c, T);

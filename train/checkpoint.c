@@ -130,7 +130,7 @@ static int read_tensors(hid_t group, const char *group_name, const GPT *model, f
     for (int i = 0; i < model->n_tensors; i++) {
         const TensorInfo *t = &model->tensors[i];
         if (trainable_only && !t->trainable) continue;
-        if (routers_optional && gpt_is_router(t) && H5Lexists(group, t->name, H5P_DEFAULT) <= 0)
+        if (routers_optional && t->module && H5Lexists(group, t->name, H5P_DEFAULT) <= 0)
             continue;
         expected++;
         if (H5Lexists(group, t->name, H5P_DEFAULT) <= 0) {

@@ -20,7 +20,7 @@
 static const char *const scope_titles[] = {
     "model", "MoICE (rope models; --init may add it to a trained model)", "task", "training", "run"};
 
-#define PATH_LEN sizeof(((CliArgs *)0)->out)
+#define PATH_LEN FLAGS_PATH_LEN
 #define AT(member) offsetof(CliArgs, member)
 // Seeds go through JSON numbers in checkpoints, which are exact up to 2^53.
 #define MAX_SEED 9007199254740991.0
@@ -142,24 +142,15 @@ static const Flag run_flags[] = {
 };
 
 #define COUNT(rows) ((int)(sizeof rows / sizeof rows[0]))
-#define MAX_FLAGS CLI_MAX_FLAGS
 
 // The one flag table, in parsing order: --rope-base before --moice-bases (the first base),
 // --task before --preset and the task's options.
-static Flag flags[MAX_FLAGS];
-static size_t flag_base[MAX_FLAGS];  // where in CliArgs the struct a row's offset points into
-static int n_flags;
+static FlagTable table;
 
-static void add_flags(const Option *rows, int n, size_t base) {
-    if (n_flags + n > MAX_FLAGS) {
-        fprintf(stderr, "train/cli.c: more than %d flags; raise MAX_FLAGS\n", MAX_FLAGS);
-        abort();
-    }
-    for (int i = 0; i < n; i++, n_flags++) flags[n_flags] = rows[i], flag_base[n_flags] = base;
-}
+static void add_flags(const Option *rows, int n, size_t base) { flags_add(&table, rows, n, base); }
 
 static void gather_flags(void) {
-    if (n_flags) return;
+    if (table.n) return;
     add_flags(model_flags, COUNT(model_flags), 0);
     for (int i = 0; i < pe_count(); i++)
         add_flags(pe_at(i)->options, pe_at(i)->n_options, AT(run.model.pe_opt));
@@ -192,210 +183,42 @@ static const struct {
     {"weight-decay", offsetof(Preset, weight_decay), PRESET_FLOAT},
     {"norm", offsetof(Preset, norm), PRESET_NAME},
     {"act", offsetof(Preset, act), PRESET_NAME},
-    {"kv-pairs", offsetof(Preset, kv_pairs), PRESET_INT},
-    {"kv-keys", offsetof(Preset, kv_keys), PRESET_INT},
-    {"kv-min-pairs", offsetof(Preset, kv_min_pairs), PRESET_INT},
-    {"kv-queries", offsetof(Preset, kv_queries), PRESET_INT},
-    {"sel-data", offsetof(Preset, sel_data), PRESET_INT},
-    {"sel-blanks", offsetof(Preset, sel_blanks), PRESET_INT},
-    {"count-vars", offsetof(Preset, count_vars), PRESET_INT},
-    {"count-statements", offsetof(Preset, count_statements), PRESET_INT},
 };
 
 #define N_PRESET_FIELDS COUNT(preset_fields)
 
-static int error(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static const Flag *find_flag(const char *name) {
-    for (int i = 0; i < n_flags; i++)
-        if (strcmp(flags[i].name, name) == 0) return &flags[i];
-    return NULL;
-}
-
-static void *value_of(const Flag *f, const CliArgs *a) {
-    return (char *)a + flag_base[f - flags] + f->offset;
-}
 
 // ----------------------------------------------------------------------------------------------
-// values: parsing, formatting, comparing, range checks
+// values, through the table (train/flags.h)
 
-static const char *preset_names(const Task *task, char *buf, size_t len) {
-    buf[0] = '\0';
-    for (int i = 0; i < task->n_presets; i++)
-        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "",
-                 task->presets[i].name);
-    return buf;
-}
+static const Flag *find_flag(const char *name) { return flags_find(&table, name); }
 
-// "an integer from 1 to 64", "a number in [0, 1)", "a number > 0", ...
-static void describe_range(const Flag *f, char *buf, size_t len) {
-    const char *what = f->kind == KIND_FLOAT ? "a number" : "an integer";
-    if (isinf(f->hi))
-        snprintf(buf, len, "%s %s %g", what, f->lo_open ? ">" : ">=", f->lo);
-    else if (f->kind == KIND_FLOAT)
-        snprintf(buf, len, "%s in %c%g, %g%c", what, f->lo_open ? '(' : '[', f->lo, f->hi,
-                 f->hi_open ? ')' : ']');
-    else
-        snprintf(buf, len, "%s from %.0f to %.0f", what, f->lo, f->hi);
-}
-
-static int out_of_range(const Flag *f, const char *value, char *err, size_t errlen) {
-    char range[96];
-    describe_range(f, range, sizeof range);
-    return error(err, errlen, "--%s must be %s, got %s", f->name, range, value);
-}
-
-// Integers must fit the C type before the range check can see them (the value is then cast).
-static int parse_integer(const Flag *f, const char *text, long long lo, long long hi,
-                         long long *out, char *err, size_t errlen) {
-    char *end;
-    errno = 0;
-    *out = strtoll(text, &end, 10);
-    if (end == text || *end != '\0')
-        return error(err, errlen, "--%s needs an integer, got '%s'", f->name, text);
-    if (errno == ERANGE || *out < lo || *out > hi) return out_of_range(f, text, err, errlen);
-    return 0;
-}
-
-// Stores text as the flag's value; the range is checked later, on the final config.
 static int parse_value(const Flag *f, const char *text, CliArgs *a, char *err, size_t errlen) {
-    void *p = value_of(f, a);
-    long long n;
-    char names[256];
-    switch (f->kind) {
-    case KIND_INT:
-        if (parse_integer(f, text, INT_MIN, INT_MAX, &n, err, errlen)) return -1;
-        *(int *)p = (int)n;
-        return 0;
-    case KIND_LONG:
-        if (parse_integer(f, text, LONG_MIN, LONG_MAX, &n, err, errlen)) return -1;
-        *(long *)p = (long)n;
-        return 0;
-    case KIND_SEED:
-        if (parse_integer(f, text, 0, LLONG_MAX, &n, err, errlen)) return -1;
-        *(uint64_t *)p = (uint64_t)n;
-        return 0;
-    case KIND_FLOAT: {
-        char *end;
-        float x = strtof(text, &end);
-        if (end == text || *end != '\0')
-            return error(err, errlen, "--%s needs a number, got '%s'", f->name, text);
-        if (!isfinite(x)) return error(err, errlen, "--%s %s does not fit a float", f->name, text);
-        *(float *)p = x;
-        return 0;
-    }
-    case KIND_CHOICE:
-        names[0] = '\0';
-        for (int i = 0; f->choices[i]; i++) {
-            if (strcmp(text, f->choices[i]) == 0) {
-                *(int *)p = i;
-                return 0;
-            }
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? " or " : "",
-                     f->choices[i]);
-        }
-        return error(err, errlen, "--%s must be %s, got '%s'", f->name, names, text);
-    case KIND_PE:
-        if (!(*(const PositionalEncoding **)p = pe_find(text)))
-            return error(err, errlen, "unknown --pe '%s'; choose one of %s", text, pe_names());
-        return 0;
-    case KIND_TASK:
-        if (!(*(const Task **)p = task_find(text)))
-            return error(err, errlen, "unknown --task '%s'; choose one of %s", text, task_names());
-        return 0;
-    case KIND_PRESET:
-        if (!(*(const Preset **)p = task_preset(a->run.task, text)))
-            return error(err, errlen, "task %s has no preset '%s'; choose one of %s",
-                         a->run.task->name, text, preset_names(a->run.task, names, sizeof names));
-        return 0;
-    case KIND_PATH:
-        if (!text[0]) return error(err, errlen, "--%s needs a non-empty path", f->name);
-        if (strlen(text) >= PATH_LEN) return error(err, errlen, "--%s path is too long", f->name);
-        strcpy(p, text);
-        return 0;
-    case KIND_SWITCH:
-        *(int *)p = 1;
-        return 0;
-    case KIND_BASES:
-        return moice_parse_bases(p, text, a->run.model.pe_opt.rope_base, err, errlen);
-    }
-    return 0;
+    FlagContext ctx = {.task = a->run.task, .rope_base = a->run.model.pe_opt.rope_base};
+    return flags_parse(&table, f, text, a, &ctx, err, errlen);
 }
 
 static void format_value(const Flag *f, const CliArgs *a, char *buf, size_t len) {
-    const void *p = value_of(f, a);
-    switch (f->kind) {
-    case KIND_INT: snprintf(buf, len, "%d", *(const int *)p); break;
-    case KIND_LONG: snprintf(buf, len, "%ld", *(const long *)p); break;
-    case KIND_SEED: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
-    case KIND_FLOAT: format_float(buf, len, *(const float *)p); break;
-    case KIND_CHOICE: snprintf(buf, len, "%s", f->choices[*(const int *)p]); break;
-    case KIND_PE: snprintf(buf, len, "%s", (*(const PositionalEncoding *const *)p)->name); break;
-    case KIND_TASK: snprintf(buf, len, "%s", (*(const Task *const *)p)->name); break;
-    case KIND_PRESET: snprintf(buf, len, "%s", (*(const Preset *const *)p)->name); break;
-    case KIND_PATH: snprintf(buf, len, "%s", (const char *)p); break;
-    case KIND_SWITCH: snprintf(buf, len, "%s", *(const int *)p ? "on" : "off"); break;
-    case KIND_BASES: moice_format_bases(buf, len, p); break;
-    }
+    flags_format(&table, f, a, buf, len);
 }
 
 static int same_value(const Flag *f, const CliArgs *a, const CliArgs *b) {
-    static const size_t sizes[] = {
-        [KIND_INT] = sizeof(int), [KIND_LONG] = sizeof(long), [KIND_FLOAT] = sizeof(float),
-        [KIND_SEED] = sizeof(uint64_t), [KIND_CHOICE] = sizeof(int), [KIND_PE] = sizeof(void *),
-        [KIND_TASK] = sizeof(void *), [KIND_PRESET] = sizeof(void *), [KIND_PATH] = PATH_LEN,
-        [KIND_SWITCH] = sizeof(int), [KIND_BASES] = offsetof(MoICEOptions, top_k)};
-    if (f->kind == KIND_PATH) return strcmp(value_of(f, a), value_of(f, b)) == 0;
-    return memcmp(value_of(f, a), value_of(f, b), sizes[f->kind]) == 0;
-}
-
-static int is_number(const Flag *f) {
-    return f->kind == KIND_INT || f->kind == KIND_LONG || f->kind == KIND_FLOAT ||
-           f->kind == KIND_SEED;
-}
-
-static double number_of(const Flag *f, const CliArgs *a) {
-    const void *p = value_of(f, a);
-    switch (f->kind) {
-    case KIND_INT: return *(const int *)p;
-    case KIND_LONG: return (double)*(const long *)p;
-    case KIND_SEED: return (double)*(const uint64_t *)p;
-    default: return *(const float *)p;
-    }
-}
-
-static int check_range(const Flag *f, const CliArgs *a, char *err, size_t errlen) {
-    double x = number_of(f, a);
-    int below = f->lo_open ? x <= f->lo : x < f->lo;
-    int above = f->hi_open ? x >= f->hi : x > f->hi;
-    if (!below && !above) return 0;
-    char value[64];
-    format_value(f, a, value, sizeof value);
-    return out_of_range(f, value, err, errlen);
+    return flags_same(&table, f, a, b);
 }
 
 // ----------------------------------------------------------------------------------------------
 // defaults and presets
-
-// MoICE is off until --moice-bases names bases; these apply when it does.
-static const MoICEOptions moice_defaults = {.top_k = 3, .aux_weight = 0.2f};
 
 static void set_defaults(CliArgs *a) {
     memset(a, 0, sizeof *a);
     RunConfig *r = &a->run;
     r->model = (GPTConfig){.n_layer = 2, .n_embd = 128, .n_head = 4, .norm = NORM_PRE,
                            .act = ACT_GELU, .pe = pe_find("rope"),
-                           .pe_opt = {.rope_base = 10000.0f}, .moice = moice_defaults,
+                           .pe_opt = pe_defaults(), .moice = moice_defaults(),
                            .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD};
     r->task = task_find("flipflop");
     r->preset = &r->task->presets[0];
-    r->task_opt = task_default_options;
+    r->task_opt = task_defaults();
     r->batch = 32;
     r->steps = 1000;
     r->lr = 1e-3f;
@@ -429,15 +252,15 @@ static const char *preset_text(const Preset *p, int i, char *buf, size_t len) {
     return NULL;
 }
 
-// A preset's flag text: "--name value" pairs, each through its flag's own parser.
-static int apply_preset_flags(CliArgs *a, const Preset *p, char *err, size_t errlen) {
-    char text[256];
-    snprintf(text, sizeof text, "%s", p->flags);
+// Flag text of a preset or recipe: "--name value" pairs, each through its flag's own parser.
+static int apply_flag_text(CliArgs *a, const char *flag_text, char *err, size_t errlen) {
+    char text[512];
+    snprintf(text, sizeof text, "%s", flag_text);
     char *save;
     for (char *name = strtok_r(text, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
         const Flag *f = strncmp(name, "--", 2) == 0 ? find_flag(name + 2) : NULL;
         const char *value = strtok_r(NULL, " ", &save);
-        if (!f || !value) return error(err, errlen, "'%s' is not a flag with a value", name);
+        if (!f || !value) return flags_error(err, errlen, "'%s' is not a flag with a value", name);
         if (parse_value(f, value, a, err, errlen)) return -1;
     }
     return 0;
@@ -450,11 +273,11 @@ static int apply_preset(CliArgs *a, const Preset *p, char *err, size_t errlen) {
         const char *text = preset_text(p, i, buf, sizeof buf);
         failed = text && parse_value(find_flag(preset_fields[i].flag), text, a, err, errlen);
     }
-    if (!failed && p->flags) failed = apply_preset_flags(a, p, err, errlen);
+    if (!failed && p->flags) failed = apply_flag_text(a, p->flags, err, errlen);
     if (failed) {
         char why[256];
         snprintf(why, sizeof why, "%s", err);
-        return error(err, errlen, "preset %s is broken: %s", p->name, why);
+        return flags_error(err, errlen, "preset %s is broken: %s", p->name, why);
     }
     a->run.preset = p;
     return 0;
@@ -462,19 +285,6 @@ static int apply_preset(CliArgs *a, const Preset *p, char *err, size_t errlen) {
 
 // ----------------------------------------------------------------------------------------------
 // --help
-
-static void print_flag(const Flag *f, const CliArgs *defaults) {
-    char left[48], value[64];
-    snprintf(left, sizeof left, "--%s%s%s", f->name, f->metavar ? " " : "",
-             f->metavar ? f->metavar : "");
-    if (f->kind == KIND_SWITCH) {
-        printf("  %-26s %s\n", left, f->help);
-        return;
-    }
-    if (f->default_text) snprintf(value, sizeof value, "%s", f->default_text);
-    else format_value(f, defaults, value, sizeof value);
-    printf("  %-26s %s [%s]\n", left, f->help, value);
-}
 
 // Prints each name of a "a, b, c" list with the summary lookup gives it.
 static void print_catalogue(const char *names, const char *(*summary)(const char *name)) {
@@ -499,8 +309,8 @@ static void print_help(const char *program, const CliArgs *d) {
         program, d->run.task->name, d->run.preset->name);
     for (int scope = SCOPE_MODEL; scope <= SCOPE_RUN; scope++) {
         printf("\n%s:\n", scope_titles[scope]);
-        for (int i = 0; i < n_flags; i++)
-            if (flags[i].scope == (OptionScope)scope) print_flag(&flags[i], d);
+        for (int i = 0; i < table.n; i++)
+            if (table.row[i].scope == (OptionScope)scope) flags_print_row(&table, &table.row[i], d, NULL);
     }
     printf("\npositional encodings (--pe):\n");
     print_catalogue(pe_names(), pe_summary);
@@ -531,40 +341,8 @@ static void print_help(const char *program, const CliArgs *d) {
 // ----------------------------------------------------------------------------------------------
 // the command line
 
-// Records the text of every flag given (the last one wins); switches get "".
-static int scan_argv(int argc, char **argv, const char **given, char *err, size_t errlen) {
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0) arg = "--help";
-        if (strncmp(arg, "--", 2) != 0)
-            return error(err, errlen, "unexpected argument '%s'; flags start with -- (see --help)",
-                         arg);
-        char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1),
-                 arg + 2);
-        const Flag *f = find_flag(name);
-        if (!f)
-            return error(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2,
-                         arg);
-        int index = (int)(f - flags);
-        if (f->kind == KIND_SWITCH) {
-            if (eq) return error(err, errlen, "--%s takes no value", f->name);
-            given[index] = "";
-        } else if (eq) {
-            given[index] = eq + 1;
-        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-            given[index] = argv[++i];
-        } else {
-            return error(err, errlen, "--%s needs a value (%s)", f->name, f->metavar);
-        }
-    }
-    return 0;
-}
-
 static const char *given_text(const char **given, const char *name) {
-    return given[find_flag(name) - flags];
+    return given[find_flag(name) - table.row];
 }
 
 static int read_checkpoint_config(const char *path, RunConfig *rc, char *err, size_t errlen) {
@@ -573,9 +351,9 @@ static int read_checkpoint_config(const char *path, RunConfig *rc, char *err, si
     char why[512];
     int failed = run_config_from_json(json, rc, why, sizeof why);
     free(json);
-    if (failed) return error(err, errlen, "checkpoint %s is damaged: %s", path, why);
+    if (failed) return flags_error(err, errlen, "checkpoint %s is damaged: %s", path, why);
     // A model without MoICE stores no MoICE options: the defaults, should --init add it.
-    if (!rc->model.moice.n_bases) rc->model.moice = moice_defaults;
+    if (!rc->model.moice.n_bases) rc->model.moice = moice_defaults();
     return 0;
 }
 
@@ -593,6 +371,18 @@ static int start_new_run(CliArgs *a, const char **given, const RunConfig *init_f
         a->run.model = init_from->model;
         a->run.task_opt.seq_len = init_from->task_opt.seq_len;
     }
+    // Recipes after the preset and the model of --init, since they may set parts of both.
+    for (int i = 0; i < table.n; i++) {
+        if (table.row[i].kind != KIND_RECIPE || !given[i]) continue;
+        int k = flags_choice(&table.row[i], given[i], err, errlen);
+        if (k < 0) return -1;
+        const char *text = table.row[i].expands[k];
+        if (apply_flag_text(a, text, err, errlen)) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err);
+            return flags_error(err, errlen, "--%s %s is broken: %s", table.row[i].name, given[i], why);
+        }
+    }
     return 0;
 }
 
@@ -603,13 +393,13 @@ static int check_against_checkpoint(const CliArgs *a, const char **given, const 
     CliArgs saved;
     memset(&saved, 0, sizeof saved);
     saved.run = *ckpt;
-    for (int i = 0; i < n_flags; i++) {
-        const Flag *f = &flags[i];
+    for (int i = 0; i < table.n; i++) {
+        const Flag *f = &table.row[i];
         if (!given[i] || (int)f->scope > fixed_scope_max || same_value(f, a, &saved)) continue;
         char theirs[64], ours[64];
         format_value(f, &saved, theirs, sizeof theirs);
         format_value(f, a, ours, sizeof ours);
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s was trained with --%s %s, not %s; %sdrop the flag or pass "
                      "--%s %s",
                      path, f->name, theirs, ours, why, f->name, theirs);
@@ -647,14 +437,14 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
         return 0;
     }
     if (r->task->vocab_size != r->model.vocab_size)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s has a vocabulary of %d tokens, task %s has %d; --init needs a "
                      "task with the same tokens",
                      a->init, r->model.vocab_size, r->task->name, r->task->vocab_size);
     // Shorter sequences run in the model's context as they are; a longer context would change
     // the shape of position tables (abs, and rel or cope sized by it).
     if (r->task_opt.seq_len > r->model.seq_len)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "checkpoint %s was built for a context of %d tokens, which --init keeps; pass "
                      "--seq-len %d or less",
                      a->init, r->model.seq_len, r->model.seq_len);
@@ -667,25 +457,25 @@ static int check_layout(const RunConfig *r, const TaskLayout *layout, int train_
                         int writes_data, char *err, size_t errlen) {
     int longest = task_layout_longest(layout);
     if (longest > r->task_opt.seq_len)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "%s %s%s has sequences of %d tokens, more than --seq-len %d; raise --seq-len "
                      "or leave it out (it defaults to the longest sequence)",
                      r->data[0] ? "dataset" : "task", r->data[0] ? r->data : r->task->name,
                      r->data[0] ? "" : " with these options", longest, r->task_opt.seq_len);
     if (r->data[0] && !train_size && !writes_data)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "dataset %s has no training set; write one with bin/train --task %s "
                      "--train-seqs N --write-data FILE",
                      r->data, r->task->name);
     if (train_size && train_size < r->batch && !writes_data)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "the training set has %d sequences, fewer than --batch %d; lower --batch or "
                      "use more sequences",
                      train_size, r->batch);
     for (int s = 0; s < layout->n_splits; s++) {
         const TaskSplit *split = &layout->split[s];
         if (!split->extrapolates || !r->model.pe->max_len) continue;
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "split %s of task %s tests length generalisation (%d tokens, training %d), "
                      "which --pe %s cannot: it learns one embedding per position and none past "
                      "the training length; use another --pe or leave the split out (kvret: "
@@ -698,26 +488,26 @@ static int check_layout(const RunConfig *r, const TaskLayout *layout, int train_
 
 static int validate(const CliArgs *a, char *err, size_t errlen) {
     const RunConfig *r = &a->run;
-    for (int i = 0; i < n_flags; i++)
-        if (is_number(&flags[i]) && check_range(&flags[i], a, err, errlen)) return -1;
+    for (int i = 0; i < table.n; i++)
+        if (flags_check_range(&table, &table.row[i], a, err, errlen)) return -1;
     if (r->min_lr > r->lr)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--min-lr %g is above --lr %g; the schedule decays from --lr down to --min-lr",
                      (double)r->min_lr, (double)r->lr);
     if (r->warmup > r->steps)
-        return error(err, errlen, "--warmup %ld is longer than --steps %ld; pick a shorter warmup",
+        return flags_error(err, errlen, "--warmup %ld is longer than --steps %ld; pick a shorter warmup",
                      r->warmup, r->steps);
     if (a->stop_at > r->steps)
-        return error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
-    if (r->train_only == TRAIN_ROUTERS && !r->model.moice.n_bases)
-        return error(err, errlen,
+        return flags_error(err, errlen, "--stop-at %ld is beyond --steps %ld", a->stop_at, r->steps);
+    if (r->train_only == TRAIN_MODULE && !r->model.moice.n_bases)
+        return flags_error(err, errlen,
                      "--train-only routers trains MoICE's routers, and this model has none; add "
                      "--moice-bases (e.g. short)");
     const char *problem = r->task->check(&r->task_opt);
     if (!problem) problem = gpt_config_check(&r->model);
-    if (problem) return error(err, errlen, "%s", problem);
+    if (problem) return flags_error(err, errlen, "%s", problem);
     if (r->data[0] && r->train_seqs)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--train-seqs does not apply to --data %s: the file's training set is used; "
                      "drop --train-seqs",
                      r->data);
@@ -738,7 +528,7 @@ int cli_check_data(CliArgs *a, const RunData *d, char *err, size_t errlen) {
     RunConfig *r = &a->run;
     if (a->fit_context) {
         r->model.seq_len = r->task_opt.seq_len = task_layout_longest(&d->evals.layout);
-        a->source[find_flag("seq-len") - flags] = FROM_DERIVED;
+        a->source[find_flag("seq-len") - table.row] = FROM_DERIVED;
     }
     return check_layout(r, &d->evals.layout, d->train.n, a->write_data[0] != 0, err, errlen);
 }
@@ -770,7 +560,7 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", a->out);
     if (a->force || (a->resume[0] && same_file(a->resume, model))) return 0;
     if (exists(model) || exists(metrics))
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "%s already holds a run; pass --resume %s to continue it, --force to replace "
                      "it, or another --out",
                      a->out, model);
@@ -782,8 +572,8 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
 // (as check_against_checkpoint does: training for --resume, the model for --init; -1: none).
 static void record_sources(CliArgs *a, const char **given, const CliArgs *defaults,
                            const CliArgs *preset, int fixed_scope_max) {
-    for (int i = 0; i < n_flags; i++) {
-        const Flag *f = &flags[i];
+    for (int i = 0; i < table.n; i++) {
+        const Flag *f = &table.row[i];
         a->source[i] = given[i]                         ? FROM_FLAG
                        : !same_value(f, a, preset)      ? FROM_DERIVED
                        : (int)f->scope <= fixed_scope_max ? FROM_CHECKPOINT
@@ -798,8 +588,8 @@ void cli_print_resolved(const CliArgs *a, FILE *out) {
     cJSON *root = cJSON_CreateObject(), *flags_json = cJSON_CreateObject();
     cJSON_AddRawToObject(root, "config", config ? config : "null");
     cJSON_AddItemToObject(root, "flags", flags_json);
-    for (int i = 0; i < n_flags; i++) {
-        const Flag *f = &flags[i];
+    for (int i = 0; i < table.n; i++) {
+        const Flag *f = &table.row[i];
         if (f->kind == KIND_SWITCH) continue;
         char value[4200];
         format_value(f, a, value, sizeof value);
@@ -814,12 +604,12 @@ void cli_print_resolved(const CliArgs *a, FILE *out) {
 }
 
 int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
-    const char *given[MAX_FLAGS] = {0};
+    const char *given[FLAGS_MAX] = {0};
     static CliArgs defaults, preset;  // static: CliArgs holds path buffers
     gather_flags();
     set_defaults(a);
     defaults = *a;
-    if (scan_argv(argc, argv, given, err, errlen)) return -1;
+    if (flags_scan(&table, argc, argv, given, NULL, err, errlen)) return -1;
     if (given_text(given, "help")) {
         if (start_new_run(a, given, NULL, err, errlen)) return -1;
         derive_context(&a->run);
@@ -829,19 +619,24 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     }
     const char *resume = given_text(given, "resume"), *init = given_text(given, "init");
     if (resume && init)
-        return error(err, errlen,
+        return flags_error(err, errlen,
                      "--resume and --init exclude each other: --resume continues a run, --init "
                      "starts a new one from its weights");
     RunConfig ckpt;
     if ((resume || init) && read_checkpoint_config(resume ? resume : init, &ckpt, err, errlen))
         return -1;
+    for (int i = 0; i < table.n && resume; i++)
+        if (table.row[i].kind == KIND_RECIPE && given[i])
+            return flags_error(err, errlen,
+                         "--%s sets up a new run and --resume continues one as it was; drop --%s",
+                         table.row[i].name, table.row[i].name);
     if (resume) a->run = ckpt;
     else if (start_new_run(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
     preset = *a;
 
     // Explicit flags last, in table order, so that --preset reads the final --task.
-    for (int i = 0; i < n_flags; i++)
-        if (given[i] && parse_value(&flags[i], given[i], a, err, errlen)) return -1;
+    for (int i = 0; i < table.n; i++)
+        if (given[i] && parse_value(&table.row[i], given[i], a, err, errlen)) return -1;
     if (resume && check_against_checkpoint(a, given, &ckpt, resume, SCOPE_TRAIN, "", err, errlen))
         return -1;
     if (init && check_against_checkpoint(a, given, &ckpt, init, SCOPE_MODEL,

@@ -13,25 +13,25 @@
 
 #include "../data/run_data.h"
 #include "config.h"
+#include "flags.h"
 
-#define CLI_MAX_FLAGS 128
 
 typedef struct {
     RunConfig run;
-    char out[4096];      // output folder: <out>/model.h5, <out>/metrics.jsonl
-    char resume[4096];   // checkpoint to continue bit for bit, or ""
-    char init[4096];     // checkpoint whose weights start a new run, or ""
+    char out[FLAGS_PATH_LEN];      // output folder: <out>/model.h5, <out>/metrics.jsonl
+    char resume[FLAGS_PATH_LEN];   // checkpoint to continue bit for bit, or ""
+    char init[FLAGS_PATH_LEN];     // checkpoint whose weights start a new run, or ""
     int force;           // may replace the run already in `out`
     long stop_at;        // stop and save after this step (0: run to --steps)
     int attention_maps;  // sequences per split whose attention goes to <out>/attention.h5 (0: none)
-    char write_data[4096];  // write the run's sets to this dataset file and exit, or ""
+    char write_data[FLAGS_PATH_LEN];  // write the run's sets to this dataset file and exit, or ""
     // --data with no context given (no --seq-len, no --preset named that sets one, no --init):
     // the context becomes the longest sequence read (cli_check_data), nothing is cut.
     int fit_context;
     int help;
     int dry_run;         // print the resolved configuration and exit
     // Where each flag's final value came from (CliSource), by the flag table's order.
-    unsigned char source[CLI_MAX_FLAGS];
+    unsigned char source[FLAGS_MAX];
 } CliArgs;
 
 // The origin of a value: the built-in default, the task's preset, the command line, the

@@ -13,7 +13,7 @@ const char *const norm_names[] = {[NORM_PRE] = "pre", [NORM_POST] = "post", NULL
 const char *const act_names[] = {[ACT_GELU] = "gelu", [ACT_RELU] = "relu", NULL};
 const char *const schedule_names[] = {
     [SCHEDULE_COSINE] = "cosine", [SCHEDULE_CONSTANT] = "constant", NULL};
-const char *const train_only_names[] = {[TRAIN_ALL] = "all", [TRAIN_ROUTERS] = "routers", NULL};
+const char *const train_only_names[] = {[TRAIN_ALL] = "all", [TRAIN_MODULE] = "routers", NULL};
 const char *const init_names[] = {[INIT_GPT2] = "gpt2", [INIT_TORCH] = "torch", NULL};
 const char *const batch_order_names[] = {[ORDER_POOLED] = "pooled", [ORDER_SHUFFLE] = "shuffle",
                                          NULL};
@@ -195,6 +195,7 @@ cJSON *gpt_config_to_json(const GPTConfig *c) {
         }
         cJSON_AddNumberToObject(moice, "top_k", c->moice.top_k);
         add_float(moice, "aux_weight", c->moice.aux_weight);
+        add_float(moice, "router_std", c->moice.router_std);
     }
     return j;
 }
@@ -207,6 +208,8 @@ static int read_moice(const cJSON *json, MoICEOptions *o, char *err, size_t errl
     const cJSON *bases = reader_field(&r, "bases", cjson_is_array, "an array of numbers");
     o->top_k = read_int(&r, "top_k");
     o->aux_weight = read_float(&r, "aux_weight");
+    // written since the router init became an option; before, it was 1/sqrt(d) (0 here)
+    if (cJSON_HasObjectItem(json, "router_std")) o->router_std = read_float(&r, "router_std");
     if (r.failed) return -1;
     int n = cJSON_GetArraySize(bases);
     if (n > MOICE_MAX_BASES) {
@@ -284,7 +287,6 @@ char *run_config_to_json(const RunConfig *rc) {
     cJSON_AddStringToObject(task, "name", rc->task->name);
     cJSON_AddStringToObject(task, "preset", rc->preset->name);
     cJSON_AddNumberToObject(task, "seq_len", rc->task_opt.seq_len);
-    add_float(task, "flipflop_p_train", rc->task_opt.flipflop_p_train);
     cJSON_AddStringToObject(task, "data", rc->data);
     cJSON_AddNumberToObject(task, "train_seqs", rc->train_seqs);
     for (int t = 0; t < task_count(); t++)
@@ -320,11 +322,10 @@ char *run_config_to_json(const RunConfig *rc) {
 
 static int read_task(const cJSON *json, RunConfig *rc, char *err, size_t errlen) {
     JsonReader r = reader_of(json, "task", err, errlen);
-    rc->task_opt = task_default_options;
+    rc->task_opt = task_defaults();
     const char *name = read_string(&r, "name");
     const char *preset = read_string(&r, "preset");
     rc->task_opt.seq_len = read_int(&r, "seq_len");
-    rc->task_opt.flipflop_p_train = read_float(&r, "flipflop_p_train");
     // Written since datasets exist; older checkpoints drew their data from the task's stream.
     if (cJSON_HasObjectItem(json, "data")) snprintf(rc->data, sizeof rc->data, "%s", read_string(&r, "data"));
     if (cJSON_HasObjectItem(json, "train_seqs")) rc->train_seqs = read_int(&r, "train_seqs");

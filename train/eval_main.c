@@ -24,78 +24,51 @@
 #include "metrics.h"
 #include "program.h"
 #include "../data/run_data.h"
+#include "flags.h"
 
 void openblas_set_num_threads(int);
 
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
-#define UNSET (-1)
-#define MAX_TASK_FLAGS 16
-
-
+// The values the flags set. run and mspoe start as the checkpoint's config and Ms-PoE's
+// defaults; the flags given then change them.
 typedef struct {
-    const char *checkpoint;
-    const char *json;  // append the results here, or NULL
-    // UNSET: the checkpoint's value
-    int eval_seqs, batch, threads, mspoe_skip_layers;
-    // Options of the tasks that change only their evaluation splits (Option.eval), as given.
-    const Option *task_flag[MAX_TASK_FLAGS];
-    const Task *task_flag_owner[MAX_TASK_FLAGS];
-    int task_flag_value[MAX_TASK_FLAGS], n_task_flags;
-    const char *mspoe;        // "MIN:MAX", or NULL: Ms-PoE off
-    const char *mspoe_order;  // or NULL: score
+    char checkpoint[FLAGS_PATH_LEN];
+    char json[FLAGS_PATH_LEN];  // append the results here, or ""
     int help;
+    RunConfig run;
+    MsPoEConfig mspoe;
+    int use_mspoe;  // --mspoe given
 } EvalArgs;
-
-// The flags: --help prints this table; integers are parsed with their range.
-typedef struct {
-    const char *name, *metavar, *help;
-    size_t offset;  // of the value in EvalArgs
-    int is_int;
-    long lo, hi;
-} Flag;
 
 #define AT(member) offsetof(EvalArgs, member)
 
-static const Flag flags[] = {
-    {"checkpoint", "FILE", "checkpoint to evaluate (or give FILE as the only argument)",
-     AT(checkpoint), 0, 0, 0},
-    {"eval-seqs", "N", "sequences per split [the run's --eval-seqs]", AT(eval_seqs), 1, 1, 1 << 24},
-    {"batch", "N", "sequences per forward pass [the run's --batch]", AT(batch), 1, 1, 1 << 20},
-    {"threads", "N", "OpenMP/OpenBLAS threads [the run's --threads]", AT(threads), 1, 1, 4096},
-    {"mspoe", "MIN:MAX",
-     "Ms-PoE on a rope model: head ratios r from MIN to MAX (official 1.2:1.8) [off]", AT(mspoe),
-     0, 0, 0},
-    {"mspoe-skip-layers", "N", "Ms-PoE: the first N layers keep plain rope [2, at most layers - 1]",
-     AT(mspoe_skip_layers), 1, 0, GPT_MAX_LAYERS},
-    {"mspoe-order", "score|plain|official",
-     "Ms-PoE: ratios by position-awareness score (least aware head gets MAX), by head index, or "
-     "by the official code's indexing of the score order [score]",
-     AT(mspoe_order), 0, 0, 0},
-    {"json", "FILE", "append the results to FILE as one JSON line", AT(json), 0, 0, 0},
-    {"help", NULL, "print this help and exit", AT(help), 0, 0, 0},
+// bin/eval's own rows; after them the rows of Ms-PoE (model/mspoe.c) and the task options that
+// change only the evaluation splits (Option.eval, in each task's file).
+static const Option eval_flags[] = {
+    {"checkpoint", "FILE", KIND_PATH, AT(checkpoint), SCOPE_RUN,
+     .help = "checkpoint to evaluate (or give FILE as the only argument)", .default_text = "-"},
+    {"eval-seqs", "N", KIND_INT, AT(run.eval_seqs), SCOPE_RUN, 1, 1 << 24,
+     .help = "sequences per split", .default_text = "the run's --eval-seqs"},
+    {"batch", "N", KIND_INT, AT(run.batch), SCOPE_RUN, 1, 1 << 20,
+     .help = "sequences per forward pass", .default_text = "the run's --batch"},
+    {"threads", "N", KIND_INT, AT(run.threads), SCOPE_RUN, 1, 4096,
+     .help = "OpenMP/OpenBLAS threads", .default_text = "the run's --threads"},
+    {"json", "FILE", KIND_PATH, AT(json), SCOPE_RUN,
+     .help = "append the results to FILE as one JSON line", .default_text = "-"},
+    {"help", NULL, KIND_SWITCH, AT(help), SCOPE_RUN, .help = "print this help and exit"},
 };
 
-#define N_FLAGS ((int)(sizeof flags / sizeof flags[0]))
+static FlagTable table;
+static int first_task_row;  // rows from here on are task options
 
-static void print_flag(const char *name, const char *metavar, const char *help,
-                       const char *suffix) {
-    char left[48];
-    snprintf(left, sizeof left, "--%s%s%s", name, metavar ? " " : "", metavar ? metavar : "");
-    printf("  %-30s %s%s\n", left, help, suffix);
-}
-
-// The task option called name (length len) that bin/eval may set, from every registered task.
-static const Option *find_task_flag(const char *name, size_t len, const Task **owner) {
+static void gather_flags(void) {
+    flags_add(&table, eval_flags, (int)(sizeof eval_flags / sizeof eval_flags[0]), 0);
+    flags_add(&table, mspoe_options, mspoe_n_options, AT(mspoe));
+    first_task_row = table.n;
     for (int t = 0; t < task_count(); t++)
-        for (int i = 0; i < task_at(t)->n_options; i++) {
-            const Option *o = &task_at(t)->options[i];
-            if (o->eval && strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
-                *owner = task_at(t);
-                return o;
-            }
-        }
-    return NULL;
+        for (int i = 0; i < task_at(t)->n_options; i++)
+            if (task_at(t)->options[i].eval) flags_add(&table, &task_at(t)->options[i], 1, AT(run.task_opt));
 }
 
 static void print_help(void) {
@@ -106,117 +79,9 @@ static void print_help(void) {
         "sweep, if any. Task, options and model come from the checkpoint; defaults [in brackets] are the\n"
         "run's own. Exit status: 0 done, 1 failure while running, 2 bad input.\n\n",
         program_name);
-    for (int i = 0; i < N_FLAGS; i++) print_flag(flags[i].name, flags[i].metavar, flags[i].help, "");
-    for (int t = 0; t < task_count(); t++)
-        for (int i = 0; i < task_at(t)->n_options; i++) {
-            const Option *o = &task_at(t)->options[i];
-            if (o->eval) print_flag(o->name, o->metavar, o->help, " [the run's]");
-        }
+    for (int i = 0; i < table.n; i++)
+        flags_print_row(&table, &table.row[i], NULL, i >= first_task_row ? "the run's" : NULL);
 }
-
-static int parse_int(const char *name, const char *text, long lo, long hi, int *out, char *err,
-                     size_t errlen) {
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end != '\0') {
-        snprintf(err, errlen, "--%s needs an integer, got '%s'", name, text);
-        return -1;
-    }
-    if (errno == ERANGE || value < lo || value > hi) {
-        snprintf(err, errlen, "--%s must be an integer from %ld to %ld, got %s", name, lo, hi, text);
-        return -1;
-    }
-    *out = (int)value;
-    return 0;
-}
-
-static int parse_flag(const Flag *f, const char *text, EvalArgs *a, char *err, size_t errlen) {
-    void *slot = (char *)a + f->offset;
-    if (!f->is_int) {
-        *(const char **)slot = text;
-        return 0;
-    }
-    return parse_int(f->name, text, f->lo, f->hi, slot, err, errlen);
-}
-
-// A task's option: its value now, whether the checkpoint's task has it once that is read.
-static int parse_task_flag(const Option *o, const Task *owner, const char *text, EvalArgs *a,
-                           char *err, size_t errlen) {
-    if (a->n_task_flags == MAX_TASK_FLAGS) {
-        snprintf(err, errlen, "more than %d task options given", MAX_TASK_FLAGS);
-        return -1;
-    }
-    int k = a->n_task_flags++;
-    a->task_flag[k] = o, a->task_flag_owner[k] = owner;
-    return parse_int(o->name, text, (long)o->lo, (long)o->hi, &a->task_flag_value[k], err, errlen);
-}
-
-static int parse_args(int argc, char **argv, EvalArgs *a, char *err, size_t errlen) {
-    *a = (EvalArgs){.eval_seqs = UNSET, .batch = UNSET, .threads = UNSET,
-                    .mspoe_skip_layers = UNSET};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0) arg = "--help";
-        if (strncmp(arg, "--", 2) != 0) {
-            if (a->checkpoint) {
-                snprintf(err, errlen, "unexpected argument '%s'; give one checkpoint (see --help)",
-                         arg);
-                return -1;
-            }
-            a->checkpoint = arg;
-            continue;
-        }
-        const char *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        const Flag *f = NULL;
-        for (int k = 0; k < N_FLAGS && !f; k++)
-            if (strlen(flags[k].name) == len && strncmp(flags[k].name, arg + 2, len) == 0)
-                f = &flags[k];
-        const Task *owner = NULL;
-        const Option *task_flag = f ? NULL : find_task_flag(arg + 2, len, &owner);
-        if (!f && !task_flag) {
-            snprintf(err, errlen, "unknown flag %.*s; see --help for the list", (int)len + 2, arg);
-            return -1;
-        }
-        if (task_flag) {
-            const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-            if (!value) {
-                snprintf(err, errlen, "--%s needs a value (%s)", task_flag->name, task_flag->metavar);
-                return -1;
-            }
-            if (parse_task_flag(task_flag, owner, value, a, err, errlen)) return -1;
-            continue;
-        }
-        if (!f->metavar) {  // --help
-            a->help = 1;
-            return 0;
-        }
-        const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-        if (!value) {
-            snprintf(err, errlen, "--%s needs a value (%s)", f->name, f->metavar);
-            return -1;
-        }
-        if (parse_flag(f, value, a, err, errlen)) return -1;
-    }
-    if (!a->checkpoint) {
-        snprintf(err, errlen,
-                 "no checkpoint given; pass one, for example checkpoints/flipflop-rope-s1/model.h5");
-        return -1;
-    }
-    if (!a->mspoe && (a->mspoe_skip_layers != UNSET || a->mspoe_order)) {
-        snprintf(err, errlen, "--mspoe-skip-layers and --mspoe-order set up Ms-PoE; add --mspoe MIN:MAX");
-        return -1;
-    }
-    return 0;
-}
-
-// ----------------------------------------------------------------------------------------------
-
-typedef struct {
-    RunConfig run;     // the checkpoint's, with the evaluation's overrides
-    MsPoEConfig mspoe;
-} Evaluation;
 
 static int read_run(const char *path, RunConfig *rc, char *err, size_t errlen) {
     char *json, why[512];
@@ -231,29 +96,71 @@ static int read_run(const char *path, RunConfig *rc, char *err, size_t errlen) {
     return failed ? -1 : 0;
 }
 
-// The task options the flags change, which must be options of the checkpoint's task.
-static int apply_task_flags(const EvalArgs *a, RunConfig *r, char *err, size_t errlen) {
-    for (int k = 0; k < a->n_task_flags; k++) {
-        if (a->task_flag_owner[k] != r->task) {
-            snprintf(err, errlen, "--%s is an option of task %s, and checkpoint %s is of task %s; "
-                     "leave it out", a->task_flag[k]->name, a->task_flag_owner[k]->name,
-                     a->checkpoint, r->task->name);
-            return -1;
-        }
-        *(int *)((char *)&r->task_opt + a->task_flag[k]->offset) = a->task_flag_value[k];
+// A task option must belong to the checkpoint's task.
+static int check_task_flag(const Option *f, const EvalArgs *a, char *err, size_t errlen) {
+    const Task *own = a->run.task;
+    for (int i = 0; i < own->n_options; i++)
+        if (strcmp(own->options[i].name, f->name) == 0) return 0;
+    const Task *owner = NULL;
+    for (int t = 0; t < task_count() && !owner; t++)
+        for (int i = 0; i < task_at(t)->n_options; i++)
+            if (strcmp(task_at(t)->options[i].name, f->name) == 0) owner = task_at(t);
+    snprintf(err, errlen,
+             "--%s is an option of task %s, and checkpoint %.512s is of task %s; leave it out",
+             f->name, owner->name, a->checkpoint, own->name);
+    return -1;
+}
+
+// Flags, then the checkpoint's config, then the flags' values over it, range-checked.
+static int parse_args(int argc, char **argv, EvalArgs *a, char *err, size_t errlen) {
+    const char *given[FLAGS_MAX] = {0}, *positional = NULL;
+    memset(a, 0, sizeof *a);
+    gather_flags();
+    if (flags_scan(&table, argc, argv, given, &positional, err, errlen)) return -1;
+    if (given[flags_find(&table, "help") - table.row]) {
+        a->help = 1;
+        return 0;
     }
-    const char *problem = r->task->check(&r->task_opt);
-    if (problem) {
-        snprintf(err, errlen, "%s", problem);
+    const char *checkpoint = given[flags_find(&table, "checkpoint") - table.row];
+    if (positional && checkpoint) {
+        snprintf(err, errlen, "unexpected argument '%s'; give one checkpoint (see --help)",
+                 positional);
         return -1;
     }
+    if (!checkpoint) checkpoint = positional;
+    if (!checkpoint) {
+        snprintf(err, errlen,
+                 "no checkpoint given; pass one, for example checkpoints/flipflop-rope-s1/model.h5");
+        return -1;
+    }
+    const Option *mspoe = flags_find(&table, "mspoe");
+    if (!given[mspoe - table.row] && (given[flags_find(&table, "mspoe-skip-layers") - table.row] ||
+                                      given[flags_find(&table, "mspoe-order") - table.row])) {
+        snprintf(err, errlen, "--mspoe-skip-layers and --mspoe-order set up Ms-PoE; add --mspoe MIN:MAX");
+        return -1;
+    }
+    if (flags_parse(&table, flags_find(&table, "checkpoint"), checkpoint, a, NULL, err, errlen) ||
+        read_run(a->checkpoint, &a->run, err, errlen))
+        return -1;
+    a->mspoe.skip_layers = mspoe_default_skip_layers(a->run.model.n_layer);
+    for (int i = 0; i < table.n; i++) {
+        const Option *f = &table.row[i];
+        if (!given[i] || f == flags_find(&table, "checkpoint")) continue;
+        if (i >= first_task_row && check_task_flag(f, a, err, errlen)) return -1;
+        if (flags_parse(&table, f, given[i], a, NULL, err, errlen) ||
+            flags_check_range(&table, f, a, err, errlen))
+            return -1;
+    }
+    a->use_mspoe = given[mspoe - table.row] != NULL;
     return 0;
 }
 
+// ----------------------------------------------------------------------------------------------
+
 // Splits longer than the model's context (kvret's `long` with more pairs than the run had) run
 // in a wider context. Only encodings without a table of positions can: abs is refused, like
-// bin/train refuses it length generalisation; rel and cope size their tables by the context
-// when their npos is 0, so that size is pinned to the trained one first.
+// bin/train refuses it length generalisation; encodings that size a table by the context (rel and
+// cope when their npos is 0) pin that size to the trained one first (keep_tables).
 static int fit_context(const RunConfig *r, GPTConfig *model, char *err, size_t errlen) {
     TaskLayout layout;
     r->task->layout(&r->task_opt, &layout);
@@ -269,8 +176,7 @@ static int fit_context(const RunConfig *r, GPTConfig *model, char *err, size_t e
     }
     int longest = task_layout_longest(&layout);
     if (longest <= model->seq_len) return 0;
-    if (!model->pe_opt.rel_npos) model->pe_opt.rel_npos = model->seq_len;
-    if (!model->pe_opt.cope_npos) model->pe_opt.cope_npos = model->seq_len + 1;
+    if (model->pe->keep_tables) model->pe->keep_tables(model);
     model->seq_len = longest;
     const char *problem = gpt_config_check(model);
     if (problem) {
@@ -281,29 +187,12 @@ static int fit_context(const RunConfig *r, GPTConfig *model, char *err, size_t e
     return 0;
 }
 
-static int set_up(const EvalArgs *a, Evaluation *e, char *err, size_t errlen) {
-    RunConfig *r = &e->run;
-    if (read_run(a->checkpoint, r, err, errlen)) return -1;
-    if (a->eval_seqs != UNSET) r->eval_seqs = a->eval_seqs;
-    if (a->batch != UNSET) r->batch = a->batch;
-    if (a->threads != UNSET) r->threads = a->threads;
-    if (apply_task_flags(a, r, err, errlen) || fit_context(r, &r->model, err, errlen)) return -1;
-    if (!a->mspoe) return 0;
-    e->mspoe = (MsPoEConfig){.skip_layers = a->mspoe_skip_layers != UNSET
-                                                ? a->mspoe_skip_layers
-                                                : mspoe_default_skip_layers(r->model.n_layer)};
-    if (mspoe_parse_ratios(a->mspoe, &e->mspoe, err, errlen)) return -1;
-    if (a->mspoe_order) {
-        int k = 0;
-        while (mspoe_order_names[k] && strcmp(mspoe_order_names[k], a->mspoe_order) != 0) k++;
-        if (!mspoe_order_names[k]) {
-            snprintf(err, errlen, "--mspoe-order must be score, plain or official, got '%s'",
-                     a->mspoe_order);
-            return -1;
-        }
-        e->mspoe.order = (MsPoEOrder)k;
-    }
-    const char *problem = mspoe_check(&e->mspoe, &r->model);
+// The task's options as changed, the context the splits need, and Ms-PoE against the model.
+static int set_up(EvalArgs *a, char *err, size_t errlen) {
+    RunConfig *r = &a->run;
+    const char *problem = r->task->check(&r->task_opt);
+    if (!problem && fit_context(r, &r->model, err, errlen)) return -1;
+    if (!problem && a->use_mspoe) problem = mspoe_check(&a->mspoe, &r->model);
     if (problem) {
         snprintf(err, errlen, "%s", problem);
         return -1;
@@ -311,20 +200,20 @@ static int set_up(const EvalArgs *a, Evaluation *e, char *err, size_t errlen) {
     return 0;
 }
 
-static void print_header(const EvalArgs *a, const Evaluation *e, const GPT *model) {
-    const RunConfig *r = &e->run;
+static void print_header(const EvalArgs *a, const GPT *model) {
+    const RunConfig *r = &a->run;
     const GPTConfig *m = &r->model;
     printf("pelab eval | %s | task %s (preset %s) | pe %s | layers %d, dim %d, heads %d | %.2fM "
            "parameters\n",
            a->checkpoint, r->task->name, r->preset->name, m->pe->name, m->n_layer, m->n_embd,
            m->n_head, model->num_parameters / 1e6);
     printf("%d sequences per split | batch %d | %d threads\n", r->eval_seqs, r->batch, r->threads);
-    if (a->mspoe)
+    if (a->use_mspoe)
         printf("Ms-PoE: layers %d-%d rotate head h by positions t / r_h, r from %g to %g by %s\n",
-               e->mspoe.skip_layers, m->n_layer - 1, (double)e->mspoe.ratio_min,
-               (double)e->mspoe.ratio_max,
-               e->mspoe.order == MSPOE_ORDER_SCORE      ? "position-awareness score (least aware head: largest r)"
-               : e->mspoe.order == MSPOE_ORDER_OFFICIAL ? "the official code's indexing of the score order"
+               a->mspoe.skip_layers, m->n_layer - 1, (double)a->mspoe.ratio_min,
+               (double)a->mspoe.ratio_max,
+               a->mspoe.order == MSPOE_ORDER_SCORE      ? "position-awareness score (least aware head: largest r)"
+               : a->mspoe.order == MSPOE_ORDER_OFFICIAL ? "the official code's indexing of the score order"
                                                         : "head index");
     printf("\n");
 }
@@ -335,9 +224,9 @@ static void add_float(cJSON *obj, const char *key, float value) {
     cJSON_AddRawToObject(obj, key, buf);
 }
 
-static int append_json(FILE *out, const EvalArgs *a, const Evaluation *e, const EvalSets *sets,
+static int append_json(FILE *out, const EvalArgs *a, const EvalSets *sets,
                        const SplitResult *results) {
-    const RunConfig *r = &e->run;
+    const RunConfig *r = &a->run;
     cJSON *row = cJSON_CreateObject();
     cJSON_AddStringToObject(row, "checkpoint", a->checkpoint);
     cJSON_AddStringToObject(row, "task", r->task->name);
@@ -345,12 +234,12 @@ static int append_json(FILE *out, const EvalArgs *a, const Evaluation *e, const 
     cJSON_AddNumberToObject(row, "eval_seqs", r->eval_seqs);
     cJSON_AddNumberToObject(row, "batch", r->batch);
     cJSON_AddNumberToObject(row, "threads", r->threads);
-    if (a->mspoe) {
+    if (a->use_mspoe) {
         cJSON *mspoe = cJSON_AddObjectToObject(row, "mspoe");
-        add_float(mspoe, "ratio_min", e->mspoe.ratio_min);
-        add_float(mspoe, "ratio_max", e->mspoe.ratio_max);
-        cJSON_AddNumberToObject(mspoe, "skip_layers", e->mspoe.skip_layers);
-        cJSON_AddStringToObject(mspoe, "order", mspoe_order_names[e->mspoe.order]);
+        add_float(mspoe, "ratio_min", a->mspoe.ratio_min);
+        add_float(mspoe, "ratio_max", a->mspoe.ratio_max);
+        cJSON_AddNumberToObject(mspoe, "skip_layers", a->mspoe.skip_layers);
+        cJSON_AddStringToObject(mspoe, "order", mspoe_order_names[a->mspoe.order]);
     } else {
         cJSON_AddNullToObject(row, "mspoe");
     }
@@ -364,28 +253,27 @@ static int append_json(FILE *out, const EvalArgs *a, const Evaluation *e, const 
 
 int main(int argc, char **argv) {
     program_name = argc > 0 ? argv[0] : "bin/eval";
-    EvalArgs args;
-    Evaluation e = {0};
+    static EvalArgs args;  // static: it holds path buffers
     char err[1024];
     if (parse_args(argc, argv, &args, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
     if (args.help) {
         print_help();
         return 0;
     }
-    if (set_up(&args, &e, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
+    if (set_up(&args, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
     // Opened before the work, so a path that cannot be written fails at once.
-    FILE *json = args.json ? fopen(args.json, "a") : NULL;
-    if (args.json && !json)
+    FILE *json = args.json[0] ? fopen(args.json, "a") : NULL;
+    if (args.json[0] && !json)
         die(EXIT_BAD_INPUT, "cannot open --json %s: %s", args.json, strerror(errno));
 
-    RunConfig *r = &e.run;
+    RunConfig *r = &args.run;
     omp_set_num_threads(r->threads);
     openblas_set_num_threads(r->threads);
     GPT model;
     if (gpt_build(&model, &r->model, r->batch, err, sizeof err)) die(EXIT_RUN_FAILED, "%s", err);
     if (checkpoint_load(args.checkpoint, &model, NULL, NULL, err, sizeof err))
         die(EXIT_BAD_INPUT, "%s", err);
-    if (args.mspoe && mspoe_enable(&model, &e.mspoe, err, sizeof err))
+    if (args.use_mspoe && mspoe_enable(&model, &args.mspoe, err, sizeof err))
         die(EXIT_RUN_FAILED, "%s", err);
     // The run's own splits: drawn from the task, or read from the dataset file it trained on.
     RunData data;
@@ -395,11 +283,11 @@ int main(int argc, char **argv) {
     SplitResult results[TASK_MAX_SPLITS];
     if (evaluate(&model, sets, results)) die(EXIT_RUN_FAILED, "out of memory for the evaluation batches");
 
-    print_header(&args, &e, &model);
+    print_header(&args, &model);
     eval_print_table(stdout, sets, results);
     int status = 0;
     if (json) {
-        if (append_json(json, &args, &e, sets, results) != 0 || fclose(json) != 0) {
+        if (append_json(json, &args, sets, results) != 0 || fclose(json) != 0) {
             fprintf(stderr, "%s: cannot write to --json %s: %s\n", program_name, args.json,
                     strerror(errno));
             status = EXIT_RUN_FAILED;

@@ -98,8 +98,8 @@ CEILING_N = 2048
 def measure(task, preset, pe, steps, rounds, threads, torch_threads):
     """One table row: `rounds` rounds of C on each thread count (the ceiling measured with the
     most threads) and torch on each thread count, interleaved."""
-    cmd = [str(BENCH), "--pe", pe, "--task", task, "--preset", preset, "--steps", str(steps),
-           "--warmup", str(WARMUP)]
+    cmd = [str(BENCH), "--pe", pe, "--task", task, "--preset", preset, "--timed-steps", str(steps),
+           "--warmup-steps", str(WARMUP)]
     c_steps, c_rss = {n: [] for n in threads}, {n: 0.0 for n in threads}
     ceilings, spec, first = [], None, None
     t_steps = {n: [] for n in torch_threads}

@@ -3,9 +3,12 @@
 // seconds of every timed step, gpt_flops_per_step() and peak memory. Steps are timed one by
 // one so that tests/bench/bench.py can take the median: a busy machine slows some steps, not all.
 //
-//   bin/bench --pe abs [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]
-//             [--threads N] [--moice-bases none|short|LIST --moice-topk 3 --train-only all]
+//   bin/bench [--timed-steps 20] [--warmup-steps 2] [--ceiling N] --pe abs [--task flipflop]
+//             [--preset classroom] [--threads N] [...any bin/train flag]
 //
+// The run is resolved by bin/train's own flag parser (cli_parse), so a preset's every setting
+// (its flag text too: the counting paper preset's FFN dropout, batch order, ...) shapes the
+// timed model and batches as it shapes training.
 // A step is what the trainer does per batch: forward, zero_grad, backward, gradient clipping
 // and the AdamW update. backward_seconds times gpt_backward alone, which is what router-only
 // training (--train-only routers) shortens. The batches are the trainer's, drawn before the
@@ -31,10 +34,10 @@
 
 #include "../tool_common.h"
 #include "../../model/gpt.h"
-#include "../../model/moice.h"
 #include "../../data/dataset.h"
 #include "../../tasks/task.h"
 #include "../../train/adamw.h"
+#include "../../train/cli.h"
 #include "../../train/config.h"
 
 
@@ -45,9 +48,9 @@ static double now_s(void) {
 }
 
 static const char *usage =
-    "usage: bin/bench --pe NAME [--task flipflop] [--preset classroom] [--steps 20] [--warmup 2]\n"
-    "                 [--threads N (default: OpenMP's)] [--moice-bases none|short|official|LIST]\n"
-    "                 [--moice-topk 3] [--train-only all|routers] [--ceiling 2048]\n";
+    "usage: bin/bench [--timed-steps 20] [--warmup-steps 2] [--ceiling 2048] [bin/train flags]\n"
+    "  bin/train flags choose the run as for training (--pe, --task, --preset, --threads,\n"
+    "  --moice-bases, --train-only, ...); the step is timed on that run's model and batches.\n";
 
 // Seconds of each of `reps` N x N x N sgemm products (after one untimed), on OpenMP's threads.
 static void time_sgemm(int N, int reps, double *seconds) {
@@ -65,76 +68,44 @@ static void time_sgemm(int N, int reps, double *seconds) {
 
 int main(int argc, char **argv) {
     program_name = "bench";
-    const char *pe = NULL, *task_name = "flipflop", *preset_name = "classroom";
-    const char *moice_bases = "none", *train_only = "all";
-    long steps = 20, warmup = 2, threads = 0, moice_topk = 3, ceiling = 0;
+    long steps = 20, warmup = 2, ceiling = 0;
+    // bin/bench's own flags; the rest, with --dry-run (nothing is written), are bin/train's.
+    char **train_argv = malloc(sizeof(char *) * (argc + 2));
+    if (!train_argv) die(1, "out of memory");
+    int train_argc = 0;
+    train_argv[train_argc++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (strcmp(f, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
         }
+        int own = strcmp(f, "--timed-steps") == 0 || strcmp(f, "--warmup-steps") == 0 ||
+                  strcmp(f, "--ceiling") == 0;
+        if (!own) {
+            train_argv[train_argc++] = argv[i];
+            continue;
+        }
         if (i + 1 >= argc) die(1, "%s needs a value", f);
         const char *v = argv[++i];
-        if (strcmp(f, "--pe") == 0) pe = v;
-        else if (strcmp(f, "--task") == 0) task_name = v;
-        else if (strcmp(f, "--preset") == 0) preset_name = v;
-        else if (strcmp(f, "--steps") == 0) steps = parse_int(f, v, 1);
-        else if (strcmp(f, "--warmup") == 0) warmup = parse_int(f, v, 0);
-        else if (strcmp(f, "--threads") == 0) threads = parse_int(f, v, 1);
-        else if (strcmp(f, "--moice-bases") == 0) moice_bases = v;
-        else if (strcmp(f, "--moice-topk") == 0) moice_topk = parse_int(f, v, 1);
-        else if (strcmp(f, "--train-only") == 0) train_only = v;
-        else if (strcmp(f, "--ceiling") == 0) ceiling = parse_int(f, v, 0);
-        else die(1, "unknown flag %s; see --help", f);
+        if (strcmp(f, "--timed-steps") == 0) steps = parse_int(f, v, 1);
+        else if (strcmp(f, "--warmup-steps") == 0) warmup = parse_int(f, v, 0);
+        else ceiling = parse_int(f, v, 0);
     }
-    if (!pe) die(1, "--pe is required\n%s", usage);
-    const Task *task = task_find(task_name);
-    if (!task) die(1, "unknown --task %s; known: %s", task_name, task_names());
-    const Preset *p = task_preset(task, preset_name);
-    if (!p) die(1, "task %s has no preset %s", task_name, preset_name);
-    if (threads) {
-        omp_set_num_threads((int)threads);
-        openblas_set_num_threads((int)threads);
-    }
-
-    GPTConfig cfg = {.vocab_size = task->vocab_size, .seq_len = p->seq_len, .n_layer = p->n_layer,
-                     .n_embd = p->n_embd, .n_head = p->n_head, .ffn_dim = 4 * p->n_embd,
-                     .dropout = p->dropout, .pe = pe_find(pe), .pe_opt = {.rope_base = 10000.0f},
-                     .init_std = GPT2_INIT_STD, .emb_std = GPT2_INIT_STD,
-                     .norm = p->norm && strcmp(p->norm, "post") == 0 ? NORM_POST : NORM_PRE,
-                     .act = p->act && strcmp(p->act, "relu") == 0 ? ACT_RELU : ACT_GELU};
-    if (!cfg.pe) die(1, "unknown --pe %s; known: %s", pe, pe_names());
-    char err[256];
-    cfg.moice.top_k = (int)moice_topk;
-    cfg.moice.aux_weight = 0.2f;
-    if (moice_parse_bases(&cfg.moice, moice_bases, cfg.pe_opt.rope_base, err, sizeof err) != 0)
-        die(1, "%s", err);
-    if (strcmp(train_only, "all") != 0 && strcmp(train_only, "routers") != 0)
-        die(1, "--train-only must be all or routers, got %s", train_only);
-    if (strcmp(train_only, "routers") == 0 && !cfg.moice.n_bases)
-        die(1, "--train-only routers needs MoICE; add --moice-bases");
-    TaskOptions topt = task_default_options;
-    topt.seq_len = p->seq_len;
-    if (p->kv_pairs) topt.kv_pairs = p->kv_pairs;
-    if (p->kv_keys) topt.kv_keys = p->kv_keys;
-    if (p->kv_min_pairs) topt.kv_min_pairs = p->kv_min_pairs;
-    if (p->kv_queries) topt.kv_queries = p->kv_queries;
-    if (p->sel_data) topt.sel_data = p->sel_data;
-    if (p->sel_blanks) topt.sel_blanks = p->sel_blanks;
-    if (p->count_vars) topt.count_vars = p->count_vars;
-    if (p->count_statements) topt.count_statements = p->count_statements;
-    if (!topt.seq_len) {  // a preset without a context (selcopy, kvret) gets its longest split's, as bin/train
-        TaskLayout longest;
-        task->layout(&topt, &longest);
-        topt.seq_len = cfg.seq_len = task_layout_longest(&longest);
-    }
-    const char *bad = task->check(&topt);
-    if (bad) die(1, "%s", bad);
-    bad = gpt_config_check(&cfg);
-    if (bad) die(1, "%s", bad);
-
-    int B = p->batch, T = topt.seq_len;
+    train_argv[train_argc++] = "--dry-run";
+    static CliArgs args;  // static: it holds path buffers
+    char err[1024];
+    if (cli_parse(train_argc, train_argv, &args, err, sizeof err)) die(2, "%s", err);
+    free(train_argv);
+    const RunConfig *rc = &args.run;
+    if (rc->data[0]) die(2, "bin/bench draws its batches from the task; leave --data out");
+    omp_set_num_threads(rc->threads);
+    openblas_set_num_threads(rc->threads);
+    const Task *task = rc->task;
+    GPTConfig cfg = rc->model;
+    TaskOptions topt = rc->task_opt;
+    const char *task_name = task->name, *preset_name = rc->preset->name;
+    int B = rc->batch, T = topt.seq_len;
     TaskLayout layout;
     task->layout(&topt, &layout);
     if (layout.train_len > T) die(1, "preset %s: training sequences of %d tokens exceed its context %d", preset_name, layout.train_len, T);
@@ -144,11 +115,12 @@ int main(int argc, char **argv) {
     if (layout.train_size) {
         if (sequence_set_generate(&set, task, &topt, &layout, -1, layout.train_size, dataset_seed(-1)))
             die(1, "out of memory for the training set");
-        if (n_batches > batches_per_epoch(set.n, B, ORDER_POOLED)) die(1, "--steps too many for one epoch of the training set");
+        if (n_batches > batches_per_epoch(set.n, B, rc->batch_order))
+            die(1, "--timed-steps too many for one epoch of the training set");
         order = malloc(sizeof(int) * set.n);
         int64_t *work = malloc(sizeof(int64_t) * set.n);
         if (!order || !work) die(1, "out of memory for the epoch order");
-        epoch_order(order, work, set.lengths, set.n, B, ORDER_POOLED, 1, 0);
+        epoch_order(order, work, set.lengths, set.n, B, rc->batch_order, rc->seed, 0);
         free(work);
     } else {
         // One stream batch serves every step: its values do not change the work.
@@ -159,10 +131,12 @@ int main(int argc, char **argv) {
     }
     GPT model;
     if (gpt_build(&model, &cfg, B, err, sizeof err) != 0) die(1, "%s", err);
-    gpt_set_trainable(&model, strcmp(train_only, "routers") == 0 ? TRAIN_ROUTERS : TRAIN_ALL);
-    gpt_init(&model, 1);
+    gpt_set_trainable(&model, rc->train_only);
+    gpt_init(&model, rc->seed);
     AdamW opt;
     if (adamw_init(&opt, &model) != 0) die(1, "out of memory for the optimiser");
+    // The optimiser is tests/bench/bench.py's for both sides (its PyTorch step mirrors this one),
+    // whatever the run's: hyperparameters do not change the work.
     AdamWConfig ocfg = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     int32_t *inputs = malloc(sizeof(int32_t) * B * T * n_batches);
     int32_t *targets = malloc(sizeof(int32_t) * B * T * n_batches);
@@ -186,7 +160,7 @@ int main(int argc, char **argv) {
         gpt_backward(&model);
         double backward_end = now_s();
         clip_grad_norm(&model, 1.0f);
-        adamw_update(&opt, &model, p->lr, &ocfg);
+        adamw_update(&opt, &model, rc->lr, &ocfg);
         if (s >= warmup) {
             seconds[s - warmup] = now_s() - start;
             backward[s - warmup] = backward_end - backward_start;
@@ -218,7 +192,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(out, "parameters", (double)model.num_parameters);
     cJSON_AddItemToObject(out, "step_seconds", cJSON_CreateDoubleArray(seconds, (int)steps));
     cJSON_AddItemToObject(out, "backward_seconds", cJSON_CreateDoubleArray(backward, (int)steps));
-    cJSON_AddStringToObject(out, "train_only", train_only);
+    cJSON_AddStringToObject(out, "train_only", train_only_names[rc->train_only]);
     cJSON_AddNumberToObject(out, "peak_rss_mib", (double)ru.ru_maxrss / 1024.0);  // KiB on Linux
     if (ceiling) {
         cJSON_AddNumberToObject(out, "ceiling_n", (double)ceiling);

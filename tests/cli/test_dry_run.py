@@ -94,3 +94,44 @@ def test_flipflop_paper_preset_draws_the_data_cards_splits(tmp_path):
     with h5py.File(small, "r") as f:
         assert [f[n]["lengths"].shape[0] for n in FLIPFLOP_SPLITS] == [300, 300, 300]
         assert (f["sparse"]["tokens"][()] == first).all()
+
+
+# docs/reproduce.md, MoICE: the authors' run script (router-only, 7 steps of 128 at lr 1e-4,
+# HuggingFace AdamW defaults, their 7 bases all kept, aux 0.3) and routers drawn N(0, 0.02).
+OFFICIAL_MOICE = {
+    "moice-bases": "10000,17500,18000,19000,20000,22500,25000", "moice-topk": "7",
+    "moice-aux": "0.3", "moice-router-std": "0.02", "train-only": "routers", "steps": "7",
+    "batch": "128", "lr": "0.0001", "beta2": "0.999", "weight-decay": "0",
+    "schedule": "constant", "warmup": "0", "clip": "1",
+}
+
+
+def test_moice_recipe_is_the_official_one_and_given_flags_win(tmp_path):
+    base = tmp_path / "rope"
+    done = train("--layers", "1", "--dim", "16", "--heads", "2", "--steps", "2", "--batch", "4",
+                 "--threads", "1", "--out", base)
+    assert done.returncode == 0, done.stderr
+    d = dry_run("--init", base / "model.h5", "--moice-recipe", "official", "--out", tmp_path / "x")
+    assert {k: d["flags"][k]["value"] for k in OFFICIAL_MOICE} == OFFICIAL_MOICE
+    assert d["config"]["model"]["moice"]["router_std"] == 0.02
+    d = dry_run("--init", base / "model.h5", "--moice-recipe", "official", "--steps", "50",
+                "--out", tmp_path / "y")
+    assert d["flags"]["steps"] == {"value": "50", "from": "flag"}
+    assert d["flags"]["moice-topk"] == {"value": "7", "from": "preset"}
+    resumed = train("--resume", base / "model.h5", "--moice-recipe", "official")
+    assert resumed.returncode == 2 and "drop --moice-recipe" in resumed.stderr
+
+
+def test_every_preset_of_every_task_resolves(tmp_path):
+    """Presets go through the flags' own parsers and checks (a broken one is refused with
+    'preset NAME is broken'): each task's help lists its presets, and each resolves."""
+    from harness import registry
+    for task in registry("task"):
+        help_text = train("--task", task, "--help").stdout
+        presets = help_text.split(f"presets of {task} (--preset):")[1].split("\n\n")[0]
+        names = [line.split()[0] for line in presets.splitlines() if line.startswith("  ") and
+                 not line.startswith("   ")]
+        assert names, task
+        for preset in names:
+            d = dry_run("--task", task, "--preset", preset, "--out", tmp_path / "x")
+            assert d["config"]["task"]["name"] == task and d["config"]["task"]["preset"] == preset

@@ -82,7 +82,7 @@ def test_config_carries_moice_and_the_reference_rebuilds_it(runs):
         state = {k: torch.from_numpy(f["model"][k][()]) for k in f["model"]}
     assert config["model"]["moice"] == {
         "bases": [10000, 17500, 18000, 19000, 20000, 22500, 25000], "top_k": 2,
-        "aux_weight": 0.2}
+        "aux_weight": 0.2, "router_std": 0}
     assert config["train"]["train_only"] == "routers"
     model = GPT(config["model"])
     model.load_state_dict(state)  # strict: the routers must be there, and nothing else new

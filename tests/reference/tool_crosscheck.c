@@ -70,7 +70,7 @@ static const char *usage =
 
 static TrainableSet parse_train_only(const char *v) {
     if (strcmp(v, "all") == 0) return TRAIN_ALL;
-    if (strcmp(v, "routers") == 0) return TRAIN_ROUTERS;
+    if (strcmp(v, "routers") == 0) return TRAIN_MODULE;
     die(1, "--train-only must be all or routers, got %s", v);
     return TRAIN_ALL;
 }

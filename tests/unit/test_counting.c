@@ -21,7 +21,7 @@ static const Task *counting(void) {
 }
 
 static TaskOptions options(int vars, int statements, int seq_len) {
-    TaskOptions opt = task_default_options;
+    TaskOptions opt = task_defaults();
     opt.count_vars = vars;
     opt.count_statements = statements;
     opt.seq_len = seq_len;
@@ -273,10 +273,8 @@ Test(counting, check_and_presets) {
     cr_assert_float_eq(paper->dropout, 0.1f, 1e-7f);
     cr_assert_str_eq(paper->norm, "post");
     cr_assert_str_eq(paper->act, "relu");
-    cr_assert_eq(paper->count_statements, 512);
-    for (int p = 0; p < task->n_presets; p++) {
-        TaskOptions opt = options(task->presets[p].count_vars, task->presets[p].count_statements,
-                                  task->presets[p].seq_len);
-        cr_assert_null(task->check(&opt), "preset %s", task->presets[p].name);
-    }
+    // The task's own options (--count-vars 3 --count-statements 512) are in the preset's flag
+    // text: tests/cli/test_dry_run.py holds the resolved values, and every preset of every task
+    // resolves to a valid run there.
+    cr_assert(strstr(paper->flags, "--count-vars 3 --count-statements 512") != NULL);
 }

@@ -128,7 +128,7 @@ static const Task *kvret(void) { return task_find("kvret"); }
 
 static void draw(DatasetContents *c, int train_n) {
     const Task *task = kvret();
-    TaskOptions opt = task_default_options;
+    TaskOptions opt = task_defaults();
     TaskLayout layout;
     task->layout(&opt, &layout);
     memset(c, 0, sizeof *c);

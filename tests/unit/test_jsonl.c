@@ -96,7 +96,7 @@ Test(jsonl, cuts_from_the_left) {
 // by spaces, "print v", the value), read back to the generator's own tokens and targets.
 Test(jsonl, generated_samples_round_trip) {
     const Task *task = task_named("counting");
-    TaskOptions opt = task_default_options;
+    TaskOptions opt = task_defaults();
     opt.count_vars = 5;
     opt.count_statements = 512;
     opt.seq_len = 4 * 512 + 3;

@@ -47,9 +47,11 @@ static double model_loss(void *p) {
     gpt_forward(m, c->inputs, c->targets, c->B, c->T, 1, 1234);
     double s = 0;
     for (int n = 0; n < c->B * c->T; n++) s += m->acts.losses[n];
-    double loss = s / m->n_scored, aux = 0.0, R = (double)m->router_rows;
+    // the module's sums (model/moice.c): routings R, then per base picks, then probability sums
     const MoICEOptions *o = &m->config.moice;
-    for (int n = 0; n < o->n_bases; n++) aux += m->router_picks[n] / R * m->router_prob_sum[n] / R;
+    const double *sums = m->module_sums, R = sums[0];
+    double loss = s / m->n_scored, aux = 0.0;
+    for (int n = 0; n < o->n_bases; n++) aux += sums[1 + n] / R * sums[1 + o->n_bases + n] / R;
     return loss + o->aux_weight * o->n_bases * aux;
 }
 

@@ -3,6 +3,7 @@
 // check; router-only training (frozen tensors get no gradient, the routers the same gradient as
 // when everything trains, and the backward pass stops below the lowest router).
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +160,42 @@ Test(moice, config_check_names_the_problem) {
     cr_expect_null(gpt_config_check(&c));
 }
 
+// The routers' init: W1 and W3 at 1/sqrt(d) unless --moice-router-std sets their std (the
+// official recipe's 0.02), W2 at 0.02 either way.
+static double sample_std(const GPT *m, const char *suffix) {
+    double sum = 0.0, sum2 = 0.0;
+    long n = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        const TensorInfo *ti = &m->tensors[t];
+        if (!ti->module || !strstr(ti->name, suffix)) continue;
+        for (size_t i = 0; i < ti->size; i++, n++) {
+            double x = m->params_memory[ti->offset + i];
+            sum += x, sum2 += x * x;
+        }
+    }
+    cr_assert_gt(n, 0, "no %s tensors", suffix);
+    return sqrt(sum2 / n - (sum / n) * (sum / n));
+}
+
+Test(moice, router_init_follows_router_std) {
+    GPTConfig c = moice_config("rope", 3, 2);
+    c.n_layer = 6;
+    int d = c.n_embd / c.n_head;
+    char err[256];
+    for (int official = 0; official < 2; official++) {
+        c.moice.router_std = official ? 0.02f : 0.0f;
+        GPT m;
+        cr_assert_eq(gpt_build(&m, &c, 1, err, sizeof err), 0, "%s", err);
+        gpt_init(&m, 3);
+        double in_std = official ? 0.02 : 1.0 / sqrt(d);
+        // 6 layers x N d = 144 draws (W2: 54): sample stds within 3 standard errors
+        cr_expect_lt(fabs(sample_std(&m, "w1.weight") / in_std - 1.0), 0.25, "official %d", official);
+        cr_expect_lt(fabs(sample_std(&m, "w3.weight") / in_std - 1.0), 0.25, "official %d", official);
+        cr_expect_lt(fabs(sample_std(&m, "w2.weight") / 0.02 - 1.0), 0.35, "official %d", official);
+        gpt_free(&m);
+    }
+}
+
 // ---- router-only training
 
 static void forward_backward(GPT *m, const int32_t *in, const int32_t *tg) {
@@ -178,7 +215,7 @@ static void check_router_only(NormPlacement norm) {
     cfg.dropout = 0.1f;
     GPT full, routers;
     build_twins(&cfg, 2, 4, &full, &routers);
-    gpt_set_trainable(&routers, TRAIN_ROUTERS);
+    gpt_set_trainable(&routers, TRAIN_MODULE);
     int32_t in[24], tg[24];
     for (int i = 0; i < 24; i++) in[i] = (i * 5 + 1) % 7, tg[i] = i % 3 ? (i * 3) % 7 : -1;
     forward_backward(&full, in, tg);
@@ -190,9 +227,9 @@ static void check_router_only(NormPlacement norm) {
     int n_routers = 0;
     for (int t = 0; t < full.n_tensors; t++) {
         const TensorInfo *ti = &full.tensors[t];
-        cr_expect_eq(routers.tensors[t].trainable, gpt_is_router(ti), "%s", ti->name);
+        cr_expect_eq(routers.tensors[t].trainable, ti->module, "%s", ti->name);
         const float *a = full.grads_memory + ti->offset, *b = routers.grads_memory + ti->offset;
-        if (gpt_is_router(ti)) {
+        if (ti->module) {
             n_routers++;
             cr_expect_eq(memcmp(a, b, ti->size * sizeof(float)), 0, "%s differs", ti->name);
             double norm2 = 0.0;

@@ -14,10 +14,11 @@ Test(registry, every_task_accepts_its_defaults_and_draws_valid_sequences) {
         const Task *task = task_at(i);
         cr_assert_eq(task_find(task->name), task, "%s is not found by its name", task->name);
         cr_assert_gt(task->n_presets, 0, "%s has no preset", task->name);
-        const char *problem = task->check(&task_default_options);
+        const TaskOptions defaults = task_defaults();
+        const char *problem = task->check(&defaults);
         cr_assert_null(problem, "%s rejects the default options: %s", task->name, problem);
         TaskLayout layout;
-        task->layout(&task_default_options, &layout);
+        task->layout(&defaults, &layout);
         cr_assert_gt(layout.n_splits, 0, "%s has no evaluation split", task->name);
         int room = task_layout_longest(&layout);
         int32_t *inputs = malloc(sizeof(int32_t) * room), *targets = malloc(sizeof(int32_t) * room);
@@ -26,7 +27,7 @@ Test(registry, every_task_accepts_its_defaults_and_draws_valid_sequences) {
         for (int split = -1; split < layout.n_splits; split++) {
             int len_max = split < 0 ? layout.train_len : layout.split[split].seq_len;
             for (int n = 0; n < 8; n++) {
-                int len = task->sample(&task_default_options, split, &rng, inputs, targets);
+                int len = task->sample(&defaults, split, &rng, inputs, targets);
                 cr_assert(len >= 1 && len <= len_max, "%s split %d: length %d outside 1..%d",
                           task->name, split, len, len_max);
                 int scored = 0;
@@ -42,7 +43,7 @@ Test(registry, every_task_accepts_its_defaults_and_draws_valid_sequences) {
             }
         }
         free(inputs), free(targets);
-        check_deterministic_for_a_seed(task, &task_default_options);
+        check_deterministic_for_a_seed(task, &defaults);
     }
 }
 
