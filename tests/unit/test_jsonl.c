@@ -196,6 +196,22 @@ Test(jsonl, official_tokenizer_rules) {
     remove_folder(dir);
 }
 
+// An escaped backslash before "u0000" is a backslash, then text: no NUL.
+Test(jsonl, an_escaped_backslash_is_not_a_nul) {
+    char dir[] = "/tmp/pelab-jsonl-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    write_file(dir, "x.jsonl",
+               "{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\", "
+               "\"note\": \"\\\\u0000\"}\n");
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/x.jsonl", dir);
+    SequenceSet set;
+    cr_assert_eq(jsonl_read_split(path, task_named("counting"), 64, &set, err, sizeof err), 0,
+                 "%s", err);
+    sequence_set_free(&set);
+    remove_folder(dir);
+}
+
 Test(jsonl, test_file_is_optional) {
     char dir[] = "/tmp/pelab-jsonl-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
@@ -243,6 +259,16 @@ Test(jsonl, bad_files_fail_with_one_clear_message) {
          {"line 1", "empty \"answer\""}},
         {"{\"context\": \"\", \"question\": \"\", \"answer\": \"0\"}\n",
          {"line 1", "neither context nor question"}},
+        // A NUL would silently cut the string where it stands; an escaped backslash is no NUL.
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\"}\n"
+         "{\"context\": \"a = 0 ;\\u0000 b = 1 ;\", \"question\": \"print a\", \"answer\": \"0\"}\n",
+         {"line 2", "\\u0000"}},
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\\u0000\"}\n",
+         {"line 1", "\\u0000"}},
+        // Python's json keeps the last of duplicate keys, cJSON the first: neither is safe.
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\", "
+         "\"answer\": \"1\"}\n",
+         {"line 1", "\"answer\" twice"}},
     };
     const Task *task = task_named("counting");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
