@@ -15,7 +15,7 @@ comma := ,
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 PKG_CONFIG_PATH := /usr/lib/$(MULTIARCH)/openblas-openmp/pkgconfig:$(PKG_CONFIG_PATH)
 export PKG_CONFIG_PATH
-PKGS     := openblas hdf5 libcjson
+PKGS     := openblas hdf5 libcjson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_RPATH  := $(patsubst -L%,-Wl$(comma)-rpath$(comma)%,$(filter -L%,$(PKG_LIBS)))

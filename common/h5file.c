@@ -1,14 +1,20 @@
 #include "h5file.h"
 
 #include <hdf5_hl.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#define CHECKSUM_MAGIC "pelab-checksum 1\n"
+static const unsigned char hdf5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
 void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -48,6 +54,104 @@ static int sync_file(const char *path) {
     return rc;
 }
 
+// ----------------------------------------------------------------------------------------------
+// the checksum record (h5file.h)
+
+int file_sha256(const char *path, long long offset, char hex[65], long long *bytes, char *err,
+                size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char digest[32];
+    unsigned int len = 0;
+    int ok = f && ctx && fseeko(f, (off_t)offset, SEEK_SET) == 0 &&
+             EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    *bytes = 0;
+    unsigned char buf[1 << 16];
+    for (size_t n; ok && (n = fread(buf, 1, sizeof buf, f)) > 0; *bytes += (long long)n)
+        ok = EVP_DigestUpdate(ctx, buf, n) == 1;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len == 32;
+    if (!ok) snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    for (int i = 0; ok && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    EVP_MD_CTX_free(ctx);
+    if (f) fclose(f);
+    return ok ? 0 : -1;
+}
+
+// Fills the user block of the finished file `path` with the record of everything after it.
+static int write_checksum(const char *path, char *err, size_t errlen) {
+    char hex[65], block[H5_CHECKSUM_BLOCK] = {0};
+    long long bytes;
+    if (file_sha256(path, H5_CHECKSUM_BLOCK, hex, &bytes, err, errlen) != 0) return -1;
+    snprintf(block, sizeof block, CHECKSUM_MAGIC "sha256 %s\nbytes %lld\n", hex, bytes);
+    int fd = open(path, O_WRONLY);
+    ssize_t n = fd < 0 ? -1 : pwrite(fd, block, sizeof block, 0);
+    int saved = errno;
+    if (fd >= 0) close(fd);
+    if (n != (ssize_t)sizeof block) {
+        snprintf(err, errlen, "cannot write the checksum of %s: %s", path,
+                 n < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+// Parses the record in block: 0 with hex and bytes, or -1 when it is not one, byte for byte as
+// write_checksum makes it (NUL padding included).
+static int parse_checksum(const char *block, char hex[65], long long *bytes) {
+    const char *p = block + strlen(CHECKSUM_MAGIC);
+    if (memcmp(block, CHECKSUM_MAGIC, strlen(CHECKSUM_MAGIC)) != 0 || memcmp(p, "sha256 ", 7) != 0)
+        return -1;
+    p += 7;
+    for (int i = 0; i < 64; i++, p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return -1;
+        hex[i] = *p;
+    }
+    hex[64] = '\0';
+    if (memcmp(p, "\nbytes ", 7) != 0) return -1;
+    p += 7;
+    *bytes = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) *bytes = 10 * *bytes + (*p - '0');
+    if (!digits || *p++ != '\n') return -1;
+    for (; p < block + H5_CHECKSUM_BLOCK; p++)
+        if (*p) return -1;
+    return 0;
+}
+
+// 1 when path carries an intact checksum record, 0 when it is plain HDF5 without one (written by
+// another tool), or -1 with err: unreadable, not HDF5, or damaged.
+static int check_checksum(const char *path, const char *what, char *err, size_t errlen) {
+    char block[H5_CHECKSUM_BLOCK];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(block, 1, sizeof block, f);
+    fclose(f);
+    if (n >= sizeof hdf5_signature && memcmp(block, hdf5_signature, sizeof hdf5_signature) == 0)
+        return 0;
+    char want[65], have[65];
+    long long want_bytes, have_bytes;
+    if (n < sizeof block || parse_checksum(block, want, &want_bytes) != 0) {
+        if (n >= strlen(CHECKSUM_MAGIC) && memcmp(block, CHECKSUM_MAGIC, strlen(CHECKSUM_MAGIC)) == 0)
+            snprintf(err, errlen, "%s %s is damaged: its checksum record (the first %d bytes) is "
+                     "broken; restore the file from a copy or write it again",
+                     what, path, H5_CHECKSUM_BLOCK);
+        else
+            snprintf(err, errlen, "%s is not an HDF5 file (corrupt, or not a %s)", path, what);
+        return -1;
+    }
+    if (file_sha256(path, H5_CHECKSUM_BLOCK, have, &have_bytes, err, errlen) != 0) return -1;
+    if (have_bytes != want_bytes || strcmp(have, want) != 0) {
+        snprintf(err, errlen, "%s %s is damaged: %s; restore it from a copy or write it again", what,
+                 path, have_bytes != want_bytes ? "it is not as long as when written (truncated "
+                 "or appended to)" : "its contents do not match the checksum written with it");
+        return -1;
+    }
+    return 1;
+}
+
 int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void *ctx, char *err,
                     size_t errlen) {
     h5_quiet();
@@ -56,11 +160,19 @@ int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void 
         snprintf(err, errlen, "%s path %s is too long", what, path);
         return -1;
     }
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // The user block that will hold the checksum record, reserved before anything is written.
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl < 0 || H5Pset_userblock(fcpl, H5_CHECKSUM_BLOCK) < 0) {
+        if (fcpl >= 0) H5Pclose(fcpl);
+        return h5_fail(err, errlen, "cannot set up %s %s", what, tmp);
+    }
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
     if (file < 0) return h5_fail(err, errlen, "cannot create %s (is its folder there and writable?)", tmp);
     int rc = fill(file, ctx);
     if (rc < 0) h5_fail(err, errlen, "cannot write %s %s", what, tmp);
     if (H5Fclose(file) < 0 && rc == 0) rc = h5_fail(err, errlen, "cannot finish %s %s", what, tmp);
+    if (rc == 0) rc = write_checksum(tmp, err, errlen);
     if (rc == 0 && sync_file(tmp) != 0) {
         snprintf(err, errlen, "cannot flush %s to disk: %s", tmp, strerror(errno));
         rc = -1;
@@ -76,13 +188,14 @@ int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void 
 hid_t h5_open_format(const char *path, const char *what, const char *format, int version,
                      char *err, size_t errlen) {
     h5_quiet();
-    if (access(path, R_OK) != 0) {
-        snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
-        return -1;
-    }
-    if (H5Fis_hdf5(path) <= 0) {
-        snprintf(err, errlen, "%s is not an HDF5 file (corrupt, or not a %s)", path, what);
-        return -1;
+    int sealed = check_checksum(path, what, err, errlen);
+    if (sealed < 0) return -1;
+    // Once per file, as a run reads its checkpoint's config before the checkpoint itself.
+    static char noted[4096];
+    if (!sealed && strcmp(noted, path) != 0) {
+        fprintf(stderr, "note: %s %s has no pelab checksum (written by another tool?); reading "
+                "it without one\n", what, path);
+        snprintf(noted, sizeof noted, "%s", path);
     }
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
@@ -91,10 +204,10 @@ hid_t h5_open_format(const char *path, const char *what, const char *format, int
     }
     char *found = NULL;
     int found_version = 0;
-    if (h5_get_string_attr(file, "format", &found) != 0 || strcmp(found, format) != 0) {
+    if (h5_get_string_attr(file, "format", 64, &found) != 0 || strcmp(found, format) != 0) {
         snprintf(err, errlen, "%s is an HDF5 file but not a pelab %s (no format attribute \"%s\")",
                  path, what, format);
-    } else if (H5LTget_attribute_int(file, "/", "version", &found_version) < 0) {
+    } else if (h5_get_number_attr(file, "version", H5T_NATIVE_INT, &found_version) < 0) {
         snprintf(err, errlen, "%s has no version attribute; the %s is damaged", path, what);
     } else if (found_version != version) {
         snprintf(err, errlen, "%s is a version %d %s; this build reads version %d", path,
@@ -109,18 +222,118 @@ hid_t h5_open_format(const char *path, const char *what, const char *format, int
     return -1;
 }
 
-int h5_get_string_attr(hid_t loc, const char *name, char **text) {
-    *text = NULL;
-    hsize_t dims;
-    H5T_class_t cls;
-    size_t size = 0;
-    if (H5LTget_attribute_info(loc, ".", name, &dims, &cls, &size) < 0 || cls != H5T_STRING)
-        return -1;
-    if (!(*text = calloc(size + 1, 1))) return -1;
-    if (H5LTget_attribute_string(loc, ".", name, *text) < 0) {
-        free(*text);
-        *text = NULL;
+// ----------------------------------------------------------------------------------------------
+// reading values: shape and type first, so that no read writes past what it was given
+
+// The string type to read a string of type `file_type` with: a variable-length one (char *) in
+// its character set, or the fixed-length type itself. -1 when it is not a string type.
+static hid_t string_memtype(hid_t file_type, int *variable) {
+    if (H5Tget_class(file_type) != H5T_STRING) return -1;
+    *variable = H5Tis_variable_str(file_type) > 0;
+    if (!*variable) return H5Tcopy(file_type);
+    hid_t mem = H5Tcopy(H5T_C_S1);
+    if (mem >= 0 && (H5Tset_size(mem, H5T_VARIABLE) < 0 ||
+                     H5Tset_cset(mem, H5Tget_cset(file_type)) < 0)) {
+        H5Tclose(mem);
         return -1;
     }
-    return 0;
+    return mem;
+}
+
+// A copy of the text of `len` bytes at p, or NULL when it is longer than max_len or holds a NUL
+// before its padding: fixed-length strings are padded with NULs (or spaces, kept).
+static char *copy_text(const char *p, size_t len, size_t max_len) {
+    size_t n = strnlen(p, len);
+    for (size_t i = n; i < len; i++)
+        if (p[i]) return NULL;
+    char *text = n <= max_len ? malloc(n + 1) : NULL;
+    if (text) memcpy(text, p, n), text[n] = '\0';
+    return text;
+}
+
+// The strings of attribute or dataset `obj` (is_attr), `count` of them, at most max_len bytes
+// each, as malloc'd copies in out[0..count). 0, or -1.
+static int read_strings(hid_t obj, int is_attr, hid_t space, long long count, size_t max_len,
+                        char **out) {
+    hid_t file_type = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    int variable = 0;
+    hid_t mem = file_type < 0 ? -1 : string_memtype(file_type, &variable);
+    size_t size = mem < 0 || variable ? sizeof(char *) : H5Tget_size(mem);
+    void *buf = NULL;
+    int rc = -1;
+    // Fixed-length strings are at most max_len bytes of text plus padding: no bigger buffer.
+    if (mem >= 0 && size > 0 && (variable || size <= max_len + 1) &&
+        (size_t)count <= SIZE_MAX / size && (buf = calloc((size_t)count ? (size_t)count : 1, size)) &&
+        (is_attr ? H5Aread(obj, mem, buf) : H5Dread(obj, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)) >= 0) {
+        rc = 0;
+        for (long long i = 0; i < count; i++) out[i] = NULL;
+        for (long long i = 0; i < count && rc == 0; i++) {
+            const char *p = variable ? ((char **)buf)[i] : (char *)buf + (size_t)i * size;
+            out[i] = !p ? NULL : copy_text(p, variable ? strnlen(p, max_len + 1) : size, max_len);
+            if (!out[i]) rc = -1;
+        }
+        for (long long i = 0; rc != 0 && i < count; i++) free(out[i]), out[i] = NULL;
+        if (variable) H5Dvlen_reclaim(mem, space, H5P_DEFAULT, buf);
+    }
+    free(buf);
+    if (mem >= 0) H5Tclose(mem);
+    if (file_type >= 0) H5Tclose(file_type);
+    return rc;
+}
+
+int h5_get_string_attr(hid_t loc, const char *name, size_t max_len, char **text) {
+    *text = NULL;
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
+    int rc = space >= 0 && H5Sget_simple_extent_npoints(space) == 1
+                 ? read_strings(attr, 1, space, 1, max_len, text)
+                 : -1;
+    if (space >= 0) H5Sclose(space);
+    if (attr >= 0) H5Aclose(attr);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+int h5_get_number_attr(hid_t loc, const char *name, hid_t mem_type, void *value) {
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
+    hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
+    int rc = space >= 0 && type >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+                     H5Tget_class(type) == H5Tget_class(mem_type) &&
+                     H5Aread(attr, mem_type, value) >= 0
+                 ? 0
+                 : -1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (attr >= 0) H5Aclose(attr);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+long long h5_get_strings(hid_t loc, const char *name, long long max_n, size_t max_len,
+                         char ***strings) {
+    *strings = NULL;
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
+    hid_t set = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t space = set < 0 ? -1 : H5Dget_space(set);
+    long long n = space < 0 || H5Sget_simple_extent_ndims(space) != 1
+                      ? -1
+                      : (long long)H5Sget_simple_extent_npoints(space);
+    if (n < 0 || n > max_n || !(*strings = calloc(n ? (size_t)n : 1, sizeof **strings)) ||
+        read_strings(set, 0, space, n, max_len, *strings) != 0) {
+        free(*strings);
+        *strings = NULL;
+        n = -1;
+    }
+    if (space >= 0) H5Sclose(space);
+    if (set >= 0) H5Dclose(set);
+    H5Eclear2(H5E_DEFAULT);
+    return n;
+}
+
+void h5_free_strings(char **strings, long long n) {
+    for (long long i = 0; strings && i < n; i++) free(strings[i]);
+    free(strings);
 }

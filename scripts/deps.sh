@@ -7,7 +7,7 @@
 #   scripts/deps.sh mpi      # the above, plus OpenMPI (make MPI=1, make test-mpi; docs/mpi.md)
 set -euo pipefail
 
-build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev
+build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libssl-dev
        python3-h5py python3-matplotlib)
 test=(libcriterion-dev python3-torch python3-numpy python3-pytest)
 slurm=(slurm-wlm munge)
