@@ -1,7 +1,6 @@
 #include "h5file.h"
 
 #include <hdf5_hl.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 
 #include <errno.h>
@@ -56,26 +55,6 @@ static int sync_file(const char *path) {
 
 // ----------------------------------------------------------------------------------------------
 // the checksum record (h5file.h)
-
-int file_sha256(const char *path, long long offset, char hex[65], long long *bytes, char *err,
-                size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char digest[32];
-    unsigned int len = 0;
-    int ok = f && ctx && fseeko(f, (off_t)offset, SEEK_SET) == 0 &&
-             EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-    *bytes = 0;
-    unsigned char buf[1 << 16];
-    for (size_t n; ok && (n = fread(buf, 1, sizeof buf, f)) > 0; *bytes += (long long)n)
-        ok = EVP_DigestUpdate(ctx, buf, n) == 1;
-    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len == 32;
-    if (!ok) snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    for (int i = 0; ok && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    EVP_MD_CTX_free(ctx);
-    if (f) fclose(f);
-    return ok ? 0 : -1;
-}
 
 // Fills the user block of the finished file `path` with the record of everything after it.
 static int write_checksum(const char *path, char *err, size_t errlen) {
@@ -190,13 +169,6 @@ hid_t h5_open_format(const char *path, const char *what, const char *format, int
     h5_quiet();
     int sealed = check_checksum(path, what, err, errlen);
     if (sealed < 0) return -1;
-    // Once per file, as a run reads its checkpoint's config before the checkpoint itself.
-    static char noted[4096];
-    if (!sealed && strcmp(noted, path) != 0) {
-        fprintf(stderr, "note: %s %s has no pelab checksum (written by another tool?); reading "
-                "it without one\n", what, path);
-        snprintf(noted, sizeof noted, "%s", path);
-    }
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
         h5_fail(err, errlen, "cannot read %s; the file is damaged", path);
@@ -213,6 +185,13 @@ hid_t h5_open_format(const char *path, const char *what, const char *format, int
         snprintf(err, errlen, "%s is a version %d %s; this build reads version %d", path,
                  found_version, what, version);
     } else {
+        // Once per file, as a run reads its checkpoint's config before the checkpoint itself.
+        static char noted[4096];
+        if (!sealed && strcmp(noted, path) != 0) {
+            fprintf(stderr, "note: %s %s has no pelab checksum (written by another tool?); "
+                    "reading it without one\n", what, path);
+            snprintf(noted, sizeof noted, "%s", path);
+        }
         free(found);
         return file;
     }

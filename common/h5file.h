@@ -13,6 +13,8 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "checksum.h"
+
 // Turns HDF5's own error printing off; failures become our messages.
 void h5_quiet(void);
 
@@ -32,11 +34,6 @@ int h5_set_scalar(hid_t loc, const char *name, hid_t type, const void *value);
 // with err.
 hid_t h5_open_format(const char *path, const char *what, const char *format, int version,
                      char *err, size_t errlen);
-
-// The SHA-256 of path's bytes from `offset` on, as 64 hex digits, and how many bytes that was.
-// 0, or -1 with err.
-int file_sha256(const char *path, long long offset, char hex[65], long long *bytes, char *err,
-                size_t errlen);
 
 // Reads the string attribute `name` of loc into *text (malloc'd, the caller frees): one string,
 // fixed-length or variable-length (as h5py writes them), at most max_len bytes and without NUL
