@@ -131,7 +131,7 @@ deps-slurm:
 	@scripts/deps.sh slurm
 
 clean:
-	rm -rf build build-san build-mpi bin
+	rm -rf build build-san build-mpi build-fuzz bin
 
 
 # ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does;
@@ -148,3 +148,37 @@ test-mpi bench-mpi:
 	$(MAKE) MPI=1 bin/train-mpi
 	$(PYTHON) $(if $(filter test-mpi,$@),-m pytest -q tests/mpi,tests/bench/bench_mpi.py)
 # ---- end MPI
+
+# ---- fuzz (docs/testing.md): `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer
+# target under ASan + UBSan (clang; objects in build-fuzz/, programs bin/fuzz_*); `make
+# fuzz-run` runs each for FUZZ_SECONDS on its committed seeds, tests/fuzz/corpus/<target>/, the
+# inputs it finds going to build-fuzz/corpus/<target>/ and its log to build-fuzz/<target>.log.
+.PHONY: fuzz fuzz-run
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=bin/%)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+fuzz:
+	@scripts/deps.sh fuzz
+	$(MAKE) CC=$(FUZZ_CC) BUILD=build-fuzz OPT="-O1 $(NATIVE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    LDLIBS="$(LDLIBS) $(FUZZ_SAN) -fsanitize=fuzzer" $(FUZZ_BINS)
+
+bin/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# A crash, a leak, a hang (-timeout) or a memory blow-up (-rss_limit_mb) fails the run, with
+# the log's end and the input that did it (build-fuzz/<target>-crash-*).
+fuzz-run: fuzz
+	@for t in $(FUZZ_BINS); do \
+	    n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
+	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n); \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus/$$n $$seeds \
+	        > build-fuzz/$$n.log 2>&1 || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
+	    echo "$$n: $$(grep -o 'number_of_executed_units: *[0-9]*' build-fuzz/$$n.log | \
+	        grep -o '[0-9]*$$') executions in $(FUZZ_SECONDS) s, no crash"; \
+	done
+# ---- end fuzz
