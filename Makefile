@@ -151,11 +151,14 @@ test-mpi bench-mpi:
 
 # ---- fuzz (docs/testing.md): `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer
 # target under ASan + UBSan (clang; objects in build-fuzz/, programs bin/fuzz_*); `make
-# fuzz-run` runs each for FUZZ_SECONDS on its committed seeds, tests/fuzz/corpus/<target>/, the
-# inputs it finds going to build-fuzz/corpus/<target>/ and its log to build-fuzz/<target>.log.
+# fuzz-run` runs each for FUZZ_RUNS inputs (at most FUZZ_SECONDS) from a fixed seed, starting
+# from its committed seeds (tests/fuzz/corpus/<target>/) and the inputs it once crashed on
+# (tests/fuzz/regressions/<target>/); what it finds goes to build-fuzz/corpus/<target>/, its
+# log to build-fuzz/<target>.log.
 .PHONY: fuzz fuzz-run
 FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 30
+FUZZ_RUNS    ?= 100000
+FUZZ_SECONDS ?= 60
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=bin/%)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -174,11 +177,13 @@ bin/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
 fuzz-run: fuzz
 	@for t in $(FUZZ_BINS); do \
 	    n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
-	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n); \
-	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	        -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus/$$n $$seeds \
-	        > build-fuzz/$$n.log 2>&1 || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
+	    seeds=$$(for d in tests/fuzz/corpus/$$n tests/fuzz/regressions/$$n; do \
+	        [ -d $$d ] && echo $$d; done); \
+	    $$t -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
+	        build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 \
+	        || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
 	    echo "$$n: $$(grep -o 'number_of_executed_units: *[0-9]*' build-fuzz/$$n.log | \
-	        grep -o '[0-9]*$$') executions in $(FUZZ_SECONDS) s, no crash"; \
+	        grep -o '[0-9]*$$') inputs, no crash, no hang"; \
 	done
 # ---- end fuzz

@@ -230,6 +230,104 @@ static char *copy_text(const char *p, size_t len, size_t max_len) {
     return text;
 }
 
+// ----------------------------------------------------------------------------------------------
+// the global heap under variable-length strings
+//
+// Variable-length strings live in the file's global heap, and libhdf5 does not survive damage
+// there: an object that reaches past its collection is copied out of bounds. So before it
+// reads a dataset of them, every reference is checked on disk (HDF5 file format, "Global Heap"):
+// the dataset's raw data (contiguous, as h5py and pelab store it) holds per string a 4-byte
+// length, a collection address and a 4-byte object index; a collection is "GCOL", version 1,
+// 3 reserved bytes, its size, then objects (2-byte index, 2-byte reference count, 4 reserved
+// bytes, size, data padded to 8 bytes; index 0 is the free space that ends it). Every object of
+// each collection named must lie inside it, the collection inside the file, and the named
+// object must be there with exactly the string's length.
+
+typedef struct {
+    FILE *f;
+    unsigned long long size, base;  // file bytes; where HDF5's addresses start (the user block)
+    size_t sizeof_addr, sizeof_size;
+    unsigned long long collection;  // the collection last checked (0: none)...
+    unsigned long long *object_size;  // ...its objects' sizes by index (UINT64_MAX: none)
+} HeapCheck;
+
+// The little-endian unsigned integer of n bytes at offset `at` of the file.
+static int read_uint(HeapCheck *h, unsigned long long at, size_t n, unsigned long long *v) {
+    unsigned char b[8];
+    if (n > 8 || at > h->size || n > h->size - at || fseeko(h->f, (off_t)at, SEEK_SET) != 0 ||
+        fread(b, 1, n, h->f) != n)
+        return -1;
+    *v = 0;
+    for (size_t i = n; i-- > 0;) *v = *v << 8 | b[i];
+    return 0;
+}
+
+// Walks the collection at HDF5 address addr, recording its objects' sizes. 0, or -1.
+static int check_collection(HeapCheck *h, unsigned long long addr) {
+    unsigned char head[8];
+    unsigned long long at = h->base + addr, csize, pos = 8 + h->sizeof_size;
+    if (addr > h->size || at > h->size || fseeko(h->f, (off_t)at, SEEK_SET) != 0 ||
+        fread(head, 1, 8, h->f) != 8 || memcmp(head, "GCOL\1", 5) != 0 ||
+        read_uint(h, at + 8, h->sizeof_size, &csize) != 0 || csize < pos || csize > h->size - at)
+        return -1;
+    for (int i = 0; i < 65536; i++) h->object_size[i] = UINT64_MAX;
+    unsigned long long header = 8 + h->sizeof_size;  // of an object
+    while (pos + header <= csize) {
+        unsigned long long index, size;
+        if (read_uint(h, at + pos, 2, &index) != 0 ||
+            read_uint(h, at + pos + 8, h->sizeof_size, &size) != 0)
+            return -1;
+        if (index == 0) return size <= csize - pos ? 0 : -1;  // the free space: the rest
+        unsigned long long need = size > csize ? csize + 1 : header + ((size + 7) & ~7ull);
+        if (need > csize - pos || h->object_size[index] != UINT64_MAX) return -1;
+        h->object_size[index] = size;
+        pos += need;
+    }
+    return 0;  // less than an object header left: libhdf5 takes it as free space
+}
+
+// Checks the raw references of the variable-length string dataset `set` of n strings. 0, or -1.
+static int check_heap_references(hid_t set, long long n) {
+    char path[4096];
+    hid_t file = H5Iget_file_id(set), fcpl = -1, dcpl = H5Dget_create_plist(set);
+    hsize_t userblock = 0;
+    HeapCheck h = {0};
+    haddr_t offset = H5Dget_offset(set);
+    int rc = -1;
+    if (dcpl < 0 || H5Pget_layout(dcpl) != H5D_CONTIGUOUS || offset == HADDR_UNDEF ||
+        H5Fget_name(set, path, sizeof path) <= 0 || (size_t)H5Fget_name(set, NULL, 0) >= sizeof path ||
+        file < 0 || (fcpl = H5Fget_create_plist(file)) < 0 ||
+        H5Pget_userblock(fcpl, &userblock) < 0 ||
+        H5Pget_sizes(fcpl, &h.sizeof_addr, &h.sizeof_size) < 0 || h.sizeof_addr > 8 ||
+        h.sizeof_size > 8 || !(h.f = fopen(path, "rb")) || fseeko(h.f, 0, SEEK_END) != 0 ||
+        !(h.object_size = malloc(65536 * sizeof *h.object_size)))
+        goto done;
+    h.size = (unsigned long long)ftello(h.f);
+    h.base = userblock;
+    size_t ref = 4 + h.sizeof_addr + 4;
+    if (offset > h.size || (unsigned long long)n > (h.size - offset) / ref) goto done;
+    rc = 0;
+    for (long long i = 0; i < n && rc == 0; i++) {
+        unsigned long long at = offset + (unsigned long long)i * ref, len, addr, index;
+        rc = read_uint(&h, at, 4, &len) || read_uint(&h, at + 4, h.sizeof_addr, &addr) ||
+             read_uint(&h, at + 4 + h.sizeof_addr, 4, &index);
+        if (rc || addr == 0) continue;  // no address: an empty (or NULL) string
+        if (addr != h.collection) {
+            h.collection = 0;
+            if ((rc = check_collection(&h, addr))) break;
+            h.collection = addr;
+        }
+        rc = index == 0 || index > 65535 || h.object_size[index] != len ? -1 : 0;
+    }
+done:
+    free(h.object_size);
+    if (h.f) fclose(h.f);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (file >= 0) H5Fclose(file);
+    return rc;
+}
+
 // The strings of attribute or dataset `obj` (is_attr), `count` of them, at most max_len bytes
 // each, as malloc'd copies in out[0..count). 0, or -1.
 static int read_strings(hid_t obj, int is_attr, hid_t space, long long count, size_t max_len,
@@ -242,6 +340,7 @@ static int read_strings(hid_t obj, int is_attr, hid_t space, long long count, si
     int rc = -1;
     // Fixed-length strings are at most max_len bytes of text plus padding: no bigger buffer.
     if (mem >= 0 && size > 0 && (variable || size <= max_len + 1) &&
+        (!variable || is_attr || check_heap_references(obj, count) == 0) &&
         (size_t)count <= SIZE_MAX / size && (buf = calloc((size_t)count ? (size_t)count : 1, size)) &&
         (is_attr ? H5Aread(obj, mem, buf) : H5Dread(obj, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)) >= 0) {
         rc = 0;
