@@ -205,11 +205,17 @@ hid_t h5_open_format(const char *path, const char *what, const char *format, int
 // reading values: shape and type first, so that no read writes past what it was given
 
 // The string type to read a string of type `file_type` with: a variable-length one (char *) in
-// its character set, or the fixed-length type itself. -1 when it is not a string type.
+// its character set, or the fixed-length type itself. -1 when it is not a string type, or a
+// variable-length one of characters wider than a byte (a damaged type: libhdf5 allocates and
+// converts that width per character, for minutes).
 static hid_t string_memtype(hid_t file_type, int *variable) {
     if (H5Tget_class(file_type) != H5T_STRING) return -1;
     *variable = H5Tis_variable_str(file_type) > 0;
     if (!*variable) return H5Tcopy(file_type);
+    hid_t base = H5Tget_super(file_type);
+    size_t width = base < 0 ? 0 : H5Tget_size(base);
+    if (base >= 0) H5Tclose(base);
+    if (width != 1) return -1;
     hid_t mem = H5Tcopy(H5T_C_S1);
     if (mem >= 0 && (H5Tset_size(mem, H5T_VARIABLE) < 0 ||
                      H5Tset_cset(mem, H5Tget_cset(file_type)) < 0)) {

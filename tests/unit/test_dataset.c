@@ -379,3 +379,13 @@ static void refuse_dataset(const char *file) {
 Test(dataset, fuzz_regressions_are_refused) {
     cr_assert_gt(for_each_regression("fuzz_dataset", refuse_dataset), 0);
 }
+
+// A variable-length vocabulary whose characters the type says are 385 MB wide: libhdf5 spent
+// minutes converting it (fuzz_dataset, a file without checksum); refused by its type now.
+Test(dataset, a_vocabulary_of_wide_characters_is_refused_by_its_type) {
+    const char *file = "tests/fuzz/regressions/fuzz_dataset/vocab-characters-of-385-mb.h5";
+    DatasetContents c;
+    char err[512] = "";
+    cr_assert_eq(dataset_file_read(file, kvret(), &c, err, sizeof err), -1);
+    cr_assert(strstr(err, "no readable vocab"), "%s", err);
+}
