@@ -152,9 +152,9 @@ test-mpi bench-mpi:
 # ---- fuzz (docs/testing.md): `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer
 # target under ASan + UBSan (clang; objects in build-fuzz/, programs bin/fuzz_*); `make
 # fuzz-run` runs each for FUZZ_RUNS inputs (at most FUZZ_SECONDS) from a fixed seed, starting
-# from its committed seeds (tests/fuzz/corpus/<target>/) and the inputs it once crashed on
-# (tests/fuzz/regressions/<target>/); what it finds goes to build-fuzz/corpus/<target>/, its
-# log to build-fuzz/<target>.log.
+# from its committed seeds (tests/fuzz/corpus/<target>/: files pelab wrote; the inputs it once
+# crashed on are the unit tests' to replay); what it finds goes to build-fuzz/corpus/<target>/,
+# its log to build-fuzz/<target>.log.
 .PHONY: fuzz fuzz-run
 FUZZ_CC      ?= clang
 FUZZ_RUNS    ?= 100000
@@ -177,8 +177,7 @@ bin/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
 fuzz-run: fuzz
 	@for t in $(FUZZ_BINS); do \
 	    n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
-	    seeds=$$(for d in tests/fuzz/corpus/$$n tests/fuzz/regressions/$$n; do \
-	        [ -d $$d ] && echo $$d; done); \
+	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n); \
 	    $$t -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
 	        build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 \
