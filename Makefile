@@ -15,7 +15,7 @@ comma := ,
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 PKG_CONFIG_PATH := /usr/lib/$(MULTIARCH)/openblas-openmp/pkgconfig:$(PKG_CONFIG_PATH)
 export PKG_CONFIG_PATH
-PKGS     := openblas hdf5 libcjson
+PKGS     := openblas hdf5 libcjson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_RPATH  := $(patsubst -L%,-Wl$(comma)-rpath$(comma)%,$(filter -L%,$(PKG_LIBS)))
@@ -137,7 +137,7 @@ deps-slurm:
 	@scripts/deps.sh slurm
 
 clean:
-	rm -rf build build-san build-mpi bin
+	rm -rf build build-san build-mpi build-fuzz bin
 
 
 # ---- MPI (docs/mpi.md): `make test-mpi` checks that 2 ranks train as 1 process does;
@@ -154,3 +154,41 @@ test-mpi bench-mpi:
 	$(MAKE) MPI=1 bin/train-mpi
 	$(PYTHON) $(if $(filter test-mpi,$@),-m pytest -q tests/mpi,tests/bench/bench_mpi.py)
 # ---- end MPI
+
+# ---- fuzz (docs/testing.md): `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer
+# target under ASan + UBSan (clang; objects in build-fuzz/, programs bin/fuzz_*); `make
+# fuzz-run` runs each for FUZZ_RUNS inputs (at most FUZZ_SECONDS) from a fixed seed, starting
+# from its committed seeds (tests/fuzz/corpus/<target>/: files pelab wrote; the inputs it once
+# crashed on are the unit tests' to replay); what it finds goes to build-fuzz/corpus/<target>/,
+# its log to build-fuzz/<target>.log.
+.PHONY: fuzz fuzz-run
+FUZZ_CC      ?= clang
+FUZZ_RUNS    ?= 100000
+FUZZ_SECONDS ?= 60
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=bin/%)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+fuzz:
+	@scripts/deps.sh fuzz
+	$(MAKE) CC=$(FUZZ_CC) BUILD=build-fuzz OPT="-O1 $(NATIVE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    LDLIBS="$(LDLIBS) $(FUZZ_SAN) -fsanitize=fuzzer" $(FUZZ_BINS)
+
+bin/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# A crash, a leak, a hang (-timeout) or a memory blow-up (-rss_limit_mb) fails the run, with
+# the log's end and the input that did it (build-fuzz/<target>-crash-*).
+fuzz-run: fuzz
+	@for t in $(FUZZ_BINS); do \
+	    n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
+	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n); \
+	    $$t -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
+	        build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 \
+	        || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
+	    echo "$$n: $$(grep -o 'number_of_executed_units: *[0-9]*' build-fuzz/$$n.log | \
+	        grep -o '[0-9]*$$') inputs, no crash, no hang"; \
+	done
+# ---- end fuzz

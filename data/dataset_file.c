@@ -113,40 +113,41 @@ int dataset_file_write(const char *path, const Task *task, const DatasetContents
 // ----------------------------------------------------------------------------------------------
 // reading
 
+// Token names are short words; the bound keeps a damaged length from allocating much.
+#define TOKEN_NAME_MAX 256
+
 static int check_vocab(hid_t file, const Task *task, const char *path, char *err, size_t errlen) {
-    hid_t set = H5Dopen2(file, "vocab", H5P_DEFAULT);
-    if (set < 0) return h5_fail(err, errlen, "dataset %s has no vocab; the file is damaged", path);
-    hid_t space = H5Dget_space(set);
-    hssize_t n = H5Sget_simple_extent_npoints(space);
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, H5T_VARIABLE);
-    char **names = n > 0 ? calloc((size_t)n, sizeof *names) : NULL;
+    char **names = NULL;
+    long long n = h5_get_strings(file, "vocab", 1 << 20, TOKEN_NAME_MAX, &names);
     int rc = -1;
-    if (n != task->vocab_size) {
+    if (n < 0) {
+        h5_fail(err, errlen, "dataset %s has no readable vocab (strings [V] of at most %d bytes, "
+                "without NUL bytes); the file is damaged", path, TOKEN_NAME_MAX);
+    } else if (n != task->vocab_size) {
         snprintf(err, errlen,
                  "dataset %s has a vocabulary of %lld tokens, task %s has %d; write the file "
                  "again with this build (bin/train --task %s --write-data FILE)",
-                 path, (long long)n, task->name, task->vocab_size, task->name);
-    } else if (!names || H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, names) < 0) {
-        h5_fail(err, errlen, "cannot read the vocab of dataset %s", path);
+                 path, n, task->name, task->vocab_size, task->name);
     } else {
         rc = 0;
         for (int v = 0; v < n && rc == 0; v++)
-            if (!names[v] || strcmp(names[v], task->token_names[v]) != 0) {
+            if (strcmp(names[v], task->token_names[v]) != 0) {
                 snprintf(err, errlen,
-                         "dataset %s calls token %d \"%s\", task %s calls it \"%s\"; write the "
+                         "dataset %s calls token %d \"%.40s\", task %s calls it \"%s\"; write the "
                          "file again with this build",
-                         path, v, names[v] ? names[v] : "", task->name, task->token_names[v]);
+                         path, v, names[v], task->name, task->token_names[v]);
                 rc = -1;
             }
-        H5Dvlen_reclaim(type, space, H5P_DEFAULT, names);
     }
-    free(names);
-    H5Tclose(type);
-    H5Sclose(space);
-    H5Dclose(set);
+    h5_free_strings(names, n);
     return rc;
 }
+
+// Bounds on a set's shape, checked before anything is allocated: each keeps N * (W + 1) within
+// int and size_t arithmetic, and a damaged shape from asking for more memory than a set needs.
+#define MAX_SEQUENCES (1 << 30)
+#define MAX_WIDTH (1 << 24)
+#define MAX_CELLS (1ull << 31)
 
 // The shapes of a set: N and W from tokens [N, W + 1], checked against lengths and mask.
 static int read_shape(hid_t file, const char *name, int *N, int *W, const char *path, char *err,
@@ -168,7 +169,8 @@ static int read_shape(hid_t file, const char *name, int *N, int *W, const char *
               H5LTget_dataset_info(g, "lengths", len, &cls, &size) < 0 || cls != H5T_INTEGER ||
               H5LTget_dataset_info(g, "score_mask", mask, &cls, &size) < 0 || cls != H5T_INTEGER ||
               tok[1] < 2 || len[0] != tok[0] || mask[0] != tok[0] || mask[1] != tok[1] - 1 ||
-              tok[0] > (1u << 30) || tok[1] > (1u << 24);
+              tok[0] > MAX_SEQUENCES || tok[1] > MAX_WIDTH + 1 ||
+              tok[0] * tok[1] > MAX_CELLS;
         if (g >= 0) H5Gclose(g);
     }
     if (bad) {
@@ -184,6 +186,9 @@ static int read_shape(hid_t file, const char *name, int *N, int *W, const char *
     return 0;
 }
 
+// Longer summaries are cut to the table's width when read; longer ones than this are damage.
+#define SUMMARY_MAX 4096
+
 // Reads one set and checks every value: token ids in the vocabulary, lengths in 1 .. W, mask
 // entries 0/1 and only on real positions.
 static int read_set(hid_t file, const char *name, const Task *task, SequenceSet *set,
@@ -193,10 +198,10 @@ static int read_set(hid_t file, const char *name, const Task *task, SequenceSet 
     hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
     char *summary = NULL;
     int extrapolates = 0;
-    if (h5_get_string_attr(g, "summary", &summary) != 0 ||
-        H5LTget_attribute_int(g, ".", "extrapolates", &extrapolates) < 0) {
+    if (g < 0 || h5_get_string_attr(g, "summary", SUMMARY_MAX, &summary) != 0 ||
+        h5_get_number_attr(g, "extrapolates", H5T_NATIVE_INT, &extrapolates) != 0) {
         free(summary);
-        H5Gclose(g);
+        if (g >= 0) H5Gclose(g);
         return h5_fail(err, errlen, "set %s of dataset %s lacks its summary or extrapolates attribute", name, path);
     }
     int rc = sequence_set_alloc(set, N, W);
@@ -248,6 +253,48 @@ static int read_set(hid_t file, const char *name, const Task *task, SequenceSet 
     return rc;
 }
 
+// A split's name: a group of the file, short enough for SequenceSet.name, and a plain word.
+static int valid_split_name(const char *name) {
+    size_t n = strlen(name);
+    return n > 0 && n < sizeof ((SequenceSet *)0)->name &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+// The splits' names and the sweep's place among them, checked before any set is read: the
+// names words, at most TASK_MAX_SPLITS of them, the sweep's bins (none, or three and more: two
+// ends and a middle) within them.
+static int check_splits(char *splits, const DatasetContents *data, const char *path, char *err,
+                        size_t errlen) {
+    int n = 0;
+    for (const char *c = splits; *c; c++) n += *c == ',';
+    n += splits[0] != '\0';
+    for (char *name = splits, *end; name; name = end ? end + 1 : NULL) {
+        if ((end = strchr(name, ','))) *end = '\0';
+        int ok = valid_split_name(name);
+        if (end) *end = ',';
+        if (!ok) {
+            snprintf(err, errlen, "dataset %s lists a split name that is not a word of 1 to %zu "
+                     "letters, digits, '_' or '-' (splits \"%.60s\"); the file is damaged", path,
+                     sizeof ((SequenceSet *)0)->name - 1, splits);
+            return -1;
+        }
+    }
+    const char *why = n > TASK_MAX_SPLITS ? "more splits than this build reads"
+                      : data->sweep_first < 0 || data->sweep_bins < 0 ||
+                              data->sweep_first > n || data->sweep_bins > n - data->sweep_first
+                          ? "a position sweep outside its splits"
+                      : data->sweep_bins == 1 || data->sweep_bins == 2
+                          ? "a position sweep of fewer than 3 bins"
+                          : NULL;
+    if (why) {
+        snprintf(err, errlen, "dataset %s names %s (%d splits, sweep_first %d, sweep_bins %d; at "
+                 "most %d splits); the file is damaged", path, why, n, data->sweep_first,
+                 data->sweep_bins, TASK_MAX_SPLITS);
+        return -1;
+    }
+    return 0;
+}
+
 int dataset_file_read(const char *path, const Task *task, DatasetContents *data,
                       char *err, size_t errlen) {
     memset(data, 0, sizeof *data);
@@ -255,30 +302,21 @@ int dataset_file_read(const char *path, const Task *task, DatasetContents *data,
     if (file < 0) return -1;
     char *task_name = NULL, *splits = NULL;
     int rc = -1;
-    if (h5_get_string_attr(file, "task", &task_name) != 0 || h5_get_string_attr(file, "splits", &splits) != 0 ||
-        H5LTget_attribute_int(file, "/", "sweep_first", &data->sweep_first) < 0 ||
-        H5LTget_attribute_int(file, "/", "sweep_bins", &data->sweep_bins) < 0) {
+    if (h5_get_string_attr(file, "task", 64, &task_name) != 0 ||
+        h5_get_string_attr(file, "splits", TASK_MAX_SPLITS * sizeof data->split[0].name, &splits) != 0 ||
+        h5_get_number_attr(file, "sweep_first", H5T_NATIVE_INT, &data->sweep_first) != 0 ||
+        h5_get_number_attr(file, "sweep_bins", H5T_NATIVE_INT, &data->sweep_bins) != 0) {
         h5_fail(err, errlen, "dataset %s lacks its task, splits or sweep attributes; the file is damaged", path);
     } else if (strcmp(task_name, task->name) != 0) {
-        snprintf(err, errlen, "dataset %s was written for task %s, not %s; pass --task %s", path,
+        snprintf(err, errlen, "dataset %s was written for task %.64s, not %s; pass --task %.64s", path,
                  task_name, task->name, task_name);
-    } else if (check_vocab(file, task, path, err, errlen) == 0) {
+    } else if (check_splits(splits, data, path, err, errlen) == 0 &&
+               check_vocab(file, task, path, err, errlen) == 0) {
         rc = 0;
         if (H5LTfind_dataset(file, "train") > 0)
             rc = read_set(file, "train", task, &data->train, path, err, errlen);
-        for (char *name = strtok(splits, ","); name && rc == 0; name = strtok(NULL, ",")) {
-            if (data->n_splits == TASK_MAX_SPLITS) {
-                snprintf(err, errlen, "dataset %s has more than %d splits", path, TASK_MAX_SPLITS);
-                rc = -1;
-            } else {
-                rc = read_set(file, name, task, &data->split[data->n_splits++], path, err, errlen);
-            }
-        }
-        if (rc == 0 && (data->sweep_bins < 0 || data->sweep_first < 0 ||
-                        data->sweep_first + data->sweep_bins > data->n_splits)) {
-            snprintf(err, errlen, "dataset %s names a position sweep outside its splits; the file is damaged", path);
-            rc = -1;
-        }
+        for (char *name = strtok(splits, ","); name && rc == 0; name = strtok(NULL, ","))
+            rc = read_set(file, name, task, &data->split[data->n_splits++], path, err, errlen);
     }
     free(task_name);
     free(splits);

@@ -140,7 +140,37 @@ static int blank(const char *text) {
     return *text == '\0';
 }
 
+// cJSON decodes \u0000 into a C string that ends there, silently dropping the rest. Outside
+// strings a backslash is no JSON at all, so every backslash starts an escape of two characters
+// or more.
+static int has_escaped_nul(const char *text, size_t len) {
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) return 1;
+        i++;  // the escaped character, which may be a backslash
+    }
+    return 0;
+}
+
+static int by_string(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+// The first key that object holds twice (Python's json keeps the last, cJSON the first: no
+// reading of such a line is safe), or NULL. Sorted, so that a line of many keys stays fast.
+static const char *duplicate_key(const cJSON *object, const char **scratch) {
+    int n = 0;
+    for (const cJSON *c = object->child; c; c = c->next) scratch[n++] = c->string;
+    qsort(scratch, (size_t)n, sizeof *scratch, by_string);
+    for (int i = 1; i < n; i++)
+        if (strcmp(scratch[i - 1], scratch[i]) == 0) return scratch[i];
+    return NULL;
+}
+
 static int add_line(Reader *r, const char *text, size_t len, int line) {
+    if (has_escaped_nul(text, len))
+        return fail(r, "%s line %d holds a string with \\u0000 (a NUL character), which no token "
+                    "has; " LINE_FORMAT, r->path, line);
     const char *end = NULL;
     cJSON *object = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     // Text after the object is an error, as it is for Python's json.loads.
@@ -148,6 +178,18 @@ static int add_line(Reader *r, const char *text, size_t len, int line) {
         cJSON_Delete(object);
         return fail(r, "%s line %d is not a JSON object; " LINE_FORMAT, r->path, line);
     }
+    // A key takes at least 3 bytes ("":), so len / 3 + 1 bounds their count.
+    const char **keys = malloc((len / 3 + 1) * sizeof *keys);
+    const char *twice = keys ? duplicate_key(object, keys) : NULL;
+    if (!keys || twice) {
+        int failed = keys ? fail(r, "%s line %d has the key \"%.40s\" twice; " LINE_FORMAT,
+                                 r->path, line, twice)
+                          : fail(r, "out of memory reading %s", r->path);
+        free(keys);
+        cJSON_Delete(object);
+        return failed;
+    }
+    free(keys);
     int words[N_FIELDS];
     for (int f = 0; f < N_FIELDS; f++) {
         words[f] = add_field(r, object, f, line);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/checksum.h"
 #include "dataset_file.h"
 #include "jsonl.h"
 
@@ -96,6 +97,30 @@ int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, 
 void run_data_free(RunData *d) {
     eval_sets_free(&d->evals);
     sequence_set_free(&d->train);
+}
+
+int run_data_identity(const char *path, char sha256[65], long long *bytes, char *err,
+                      size_t errlen) {
+    if (!is_folder(path)) return file_sha256(path, 0, sha256, bytes, err, errlen);
+    static const char *const files[] = {"train.jsonl", "valid.jsonl", "test.jsonl"};
+    char list[3 * (16 + 24 + 65 + 3)] = "";
+    size_t used = 0;
+    *bytes = 0;
+    for (int f = 0; f < 3; f++) {
+        char file[4096 + 16], hex[65];
+        long long n;
+        snprintf(file, sizeof file, "%s/%s", path, files[f]);
+        struct stat st;
+        if (f == 2 && stat(file, &st) != 0) break;  // test.jsonl is optional (jsonl.h)
+        if (file_sha256(file, 0, hex, &n, err, errlen) != 0) return -1;
+        used += snprintf(list + used, sizeof list - used, "%s %lld %s\n", files[f], n, hex);
+        *bytes += n;
+    }
+    if (text_sha256(list, used, sha256) != 0) {
+        snprintf(err, errlen, "cannot hash %s", path);
+        return -1;
+    }
+    return 0;
 }
 
 int run_data_write(const RunData *d, const Task *task, const char *path, char *err, size_t errlen) {

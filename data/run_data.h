@@ -34,6 +34,12 @@ typedef struct {
 int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, size_t errlen);
 void run_data_free(RunData *d);
 
+// The identity of the data at path, which a checkpoint records so that a resumed run can tell
+// that its data changed: the SHA-256 of a dataset file's bytes, or of a JSON-lines folder's
+// list of its files' names, sizes and SHA-256s; and the bytes in all. 0, or -1 with err.
+int run_data_identity(const char *path, char sha256[65], long long *bytes, char *err,
+                      size_t errlen);
+
 // Writes the sets to a dataset file (--write-data); 0, or -1 with err.
 int run_data_write(const RunData *d, const Task *task, const char *path, char *err, size_t errlen);
 

@@ -5,20 +5,23 @@
 #   scripts/deps.sh test     # the above, plus what the tests need (make test, .ci/run)
 #   scripts/deps.sh slurm    # a one-node Slurm cluster for bin/sweep's tests (make test-slurm)
 #   scripts/deps.sh mpi      # the above, plus OpenMPI (make MPI=1, make test-mpi; docs/mpi.md)
+#   scripts/deps.sh fuzz     # build and test, plus clang and libFuzzer (make fuzz, make fuzz-run)
 set -euo pipefail
 
-build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev
+build=(gcc make pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libssl-dev
        python3-h5py python3-matplotlib)
 test=(libcriterion-dev python3-torch python3-numpy python3-pytest)
 slurm=(slurm-wlm munge)
 mpi=(libopenmpi-dev openmpi-bin)
+fuzz=(clang libclang-rt-14-dev)
 
 case "${1:-build}" in
     build) wanted=("${build[@]}") ;;
     test) wanted=("${build[@]}" "${test[@]}") ;;
     slurm) wanted=("${slurm[@]}") ;;
     mpi) wanted=("${build[@]}" "${test[@]}" "${mpi[@]}") ;;
-    *) echo "usage: $0 build|test|slurm|mpi" >&2; exit 2 ;;
+    fuzz) wanted=("${build[@]}" "${test[@]}" "${fuzz[@]}") ;;
+    *) echo "usage: $0 build|test|slurm|mpi|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -7,8 +7,13 @@
 //   /model/<key>      float32, one dataset per TensorInfo, named by its state_dict key
 //   /optim/m/<key>    float32 AdamW first moments, trainable tensors only
 //   /optim/v/<key>    float32 AdamW second moments; /optim has attribute step (int64)
-//   /state/...        data_rng (uint64[4]) and the rest of TrainState
+//   /state/...        data_rng (uint64[4]) and the rest of TrainState; attributes data_sha256
+//                     and data_bytes identify the --data the run trains on (absent: drawn data)
 //
+// The file starts with pelab's checksum record (common/h5file.h), checked before libhdf5 reads
+// it. Loading checks everything against everything: tensors against the model (names, shapes,
+// float type), every value finite (second moments also >= 0), counts in range, the data stream's
+// generator a uint64[4] that is not all zero.
 // /optim and /state are only present when the writer passed them. Every function returns 0, or
 // -1 with one line in err that names the file, the problem and, where there is one, the fix.
 // HDF5's own error printing is turned off; its errors become these messages.
@@ -32,6 +37,10 @@ typedef struct {
     double loss_sum;        // training loss summed since the last metrics row...
     long loss_count;        // ...over this many steps (the next row reports their mean)
     double elapsed_s;       // training wall time so far, across resumes
+    // The --data the run trains on: its bytes' SHA-256 (64 hex digits) and count; "" and 0 for
+    // data drawn from the task (and in checkpoints from before the record).
+    char data_sha256[65];
+    long long data_bytes;
 } TrainState;
 
 // Writes path atomically: everything goes to "<path>.tmp.<pid>", which is renamed over path only

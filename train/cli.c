@@ -130,6 +130,8 @@ static const Flag run_flags[] = {
      .help = "output folder (--resume: FILE's folder; --init: the default + \"-ft\")",
      .default_text = "checkpoints/<task>-<pe>-s<seed>"},
     {"force", NULL, KIND_SWITCH, AT(force), SCOPE_RUN, .help = "replace the run already in --out"},
+    {"allow-data-change", NULL, KIND_SWITCH, AT(allow_data_change), SCOPE_RUN,
+     .help = "--resume on a --data file that changed since the checkpoint was saved"},
     {"resume", "FILE", KIND_PATH, AT(resume), SCOPE_RUN,
      .help = "continue the run saved in FILE exactly (its config applies)", .default_text = "-"},
     {"init", "FILE", KIND_PATH, AT(init), SCOPE_RUN,

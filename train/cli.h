@@ -22,6 +22,7 @@ typedef struct {
     char resume[FLAGS_PATH_LEN];   // checkpoint to continue bit for bit, or ""
     char init[FLAGS_PATH_LEN];     // checkpoint whose weights start a new run, or ""
     int force;           // may replace the run already in `out`
+    int allow_data_change;  // --resume on a --data whose bytes differ from the checkpoint's record
     long stop_at;        // stop and save after this step (0: run to --steps)
     int attention_maps;  // sequences per split whose attention goes to <out>/attention.h5 (0: none)
     char write_data[FLAGS_PATH_LEN];  // write the run's sets to this dataset file and exit, or ""

@@ -385,5 +385,18 @@ int run_config_from_json(const char *json, RunConfig *rc, char *err, size_t errl
                 read_task(cJSON_GetObjectItemCaseSensitive(root, "task"), rc, err, errlen) == 0 &&
                 read_train(cJSON_GetObjectItemCaseSensitive(root, "train"), rc, err, errlen) == 0;
     cJSON_Delete(root);
-    return ok ? 0 : -1;
+    if (!ok) return -1;
+    // The model against the task, as bin/train builds them: the same tokens, and a context that
+    // holds the task's sequences (the model's buffers are sized by it).
+    if (rc->model.vocab_size != rc->task->vocab_size) {
+        snprintf(err, errlen, "config gives the model a vocabulary of %d tokens, task %s has %d",
+                 rc->model.vocab_size, rc->task->name, rc->task->vocab_size);
+        return -1;
+    }
+    if (rc->task_opt.seq_len < 1 || rc->task_opt.seq_len > rc->model.seq_len) {
+        snprintf(err, errlen, "config gives the task a context of %d tokens, outside the model's "
+                 "1 .. %d", rc->task_opt.seq_len, rc->model.seq_len);
+        return -1;
+    }
+    return 0;
 }

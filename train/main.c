@@ -155,9 +155,21 @@ static void setup(Trainer *t) {
     if (adamw_init(&t->opt, &t->model) != 0)
         die(EXIT_RUN_FAILED, "out of memory for the optimiser");
     rng_seed(&t->state.data_rng, hash_mix(r->seed, DATA_STREAM));  // a resume overwrites it
+    char data_sha256[65] = "";
+    long long data_bytes = 0;
+    if (r->data[0] && run_data_identity(r->data, data_sha256, &data_bytes, err, sizeof err) != 0)
+        die(EXIT_BAD_INPUT, "%s", err);
     if (a->resume[0]) {
         if (checkpoint_load(a->resume, &t->model, &t->opt, &t->state, err, sizeof err) != 0)
             die(EXIT_BAD_INPUT, "%s", err);
+        const TrainState *s = &t->state;
+        if (s->data_sha256[0] && !a->allow_data_change &&
+            (strcmp(s->data_sha256, data_sha256) != 0 || s->data_bytes != data_bytes))
+            die(EXIT_BAD_INPUT,
+                "--data %s changed since checkpoint %s was saved (then %lld bytes, SHA-256 "
+                "%.12s..., now %lld bytes, %.12s...); put the original back, or pass "
+                "--allow-data-change to resume on it anyway",
+                r->data, a->resume, s->data_bytes, s->data_sha256, data_bytes, data_sha256);
         if (t->state.step >= r->steps)
             die(EXIT_BAD_INPUT,
                 "checkpoint %s is at step %ld, the end of --steps %ld; pass a larger --steps to "
@@ -172,6 +184,9 @@ static void setup(Trainer *t) {
         if (a->init[0] && checkpoint_load_init(a->init, &t->model, err, sizeof err) != 0)
             die(EXIT_BAD_INPUT, "%s", err);
     }
+
+    memcpy(t->state.data_sha256, data_sha256, sizeof data_sha256);  // what this run trains on
+    t->state.data_bytes = data_bytes;
 
     t->evals = &t->data.evals;
     t->train_len = t->evals->layout.train_len;

@@ -87,7 +87,7 @@ BAD_INPUT = [
     (["--resume", "{missing}"], "cannot open checkpoint {missing}: No such file or directory"),
     (["--resume", "{garbage}"], "{garbage} is not an HDF5 file"),
     (["--resume", "{foreign}"], "{foreign} is an HDF5 file but not a pelab checkpoint"),
-    (["--resume", "{truncated}"], "cannot read {truncated}; the file is damaged"),
+    (["--resume", "{truncated}"], "checkpoint {truncated} is damaged: it is not as long as when written"),
     (["--init", "{garbage}"], "{garbage} is not an HDF5 file"),
     (["--resume", "{ckpt}"], "is at step 4, the end of --steps 4; pass a larger --steps"),
     (["--resume", "{ckpt}", "--steps", "8", "--stop-at", "3"],
@@ -145,7 +145,7 @@ def test_help_lists_every_flag_with_its_default():
     assert set(required) <= set(flags)
     for flag in flags:
         [line] = [l for l in lines if re.match(rf"  --{flag}(\s|$)", l)]
-        if flag not in ("force", "help", "dry-run"):  # switches have no value
+        if flag not in ("force", "help", "dry-run", "allow-data-change"):  # switches have no value
             assert re.search(r"\[[^\]]+\]$", line), f"--{flag} shows no default: {line}"
     for name in ("none", "abs", "sin", "rel", "t5", "alibi", "rope", "cope", "flipflop", "classroom", "paper"):
         assert re.search(rf"^\s+{name}\s", done.stdout, flags=re.M), f"{name} is not listed"

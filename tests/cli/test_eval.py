@@ -171,7 +171,7 @@ BAD_INPUT = [
     (["{missing}"], "cannot open checkpoint {missing}: No such file or directory"),
     (["--checkpoint", "{garbage}"], "{garbage} is not an HDF5 file"),
     (["{foreign}"], "{foreign} is an HDF5 file but not a pelab checkpoint"),
-    (["{truncated}"], "cannot read {truncated}; the file is damaged"),
+    (["{truncated}"], "checkpoint {truncated} is damaged: it is not as long as when written"),
     (["{model-only}"], "has no usable run config (config has no \"task\" object); bin/eval "
                        "needs a checkpoint written by bin/train"),
     (["{flipflop-rope}", "--json", "{tmp}/no/such/dir/rows.jsonl"], "cannot open --json"),

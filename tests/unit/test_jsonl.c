@@ -173,17 +173,24 @@ static void remove_folder(const char *dir) {
 // The official tokenizer lower-cases, puts a space before '.', ',' and '?', and splits at any
 // whitespace; a context may also be a list of strings (joined by spaces). Every answer word is
 // scored. kvret's words ("k12", "v3", "?") show the reader serves any task.
-Test(jsonl, official_tokenizer_rules) {
-    const Task *kv = task_named("kvret");
+// Reads `text` as the file x.jsonl for task, which must succeed.
+static void read_text(const Task *task, const char *text, SequenceSet *set) {
     char dir[] = "/tmp/pelab-jsonl-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    write_file(dir, "x.jsonl",
-               "{\"context\": [\"K12\\tv3\", \"k7  V0\"], \"question\": \"k12?\", \"answer\": "
-               "\"v3 v0\"}\n\n   \n");
+    write_file(dir, "x.jsonl", text);
     char path[128], err[512] = "";
     snprintf(path, sizeof path, "%s/x.jsonl", dir);
+    cr_assert_eq(jsonl_read_split(path, task, 64, set, err, sizeof err), 0, "%s", err);
+    remove_folder(dir);
+}
+
+Test(jsonl, official_tokenizer_rules) {
+    const Task *kv = task_named("kvret");
     SequenceSet set;
-    cr_assert_eq(jsonl_read_split(path, kv, 64, &set, err, sizeof err), 0, "%s", err);
+    read_text(kv,
+              "{\"context\": [\"K12\\tv3\", \"k7  V0\"], \"question\": \"k12?\", \"answer\": "
+              "\"v3 v0\"}\n\n   \n",
+              &set);
     const char *words[] = {"k12", "v3", "k7", "v0", "k12", "?", "v3", "v0"};
     cr_assert_eq(set.n, 1, "blank lines are no samples");
     cr_assert_str_eq(set.name, "x");
@@ -193,7 +200,16 @@ Test(jsonl, official_tokenizer_rules) {
         cr_assert_eq(set.targets[t], t >= 5 && t < 7 ? set.inputs[t + 1] : -1, "target %d", t);
     }
     sequence_set_free(&set);
-    remove_folder(dir);
+}
+
+// An escaped backslash before "u0000" is a backslash, then text: no NUL.
+Test(jsonl, an_escaped_backslash_is_not_a_nul) {
+    SequenceSet set;
+    read_text(task_named("counting"),
+              "{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\", "
+              "\"note\": \"\\\\u0000\"}\n",
+              &set);
+    sequence_set_free(&set);
 }
 
 Test(jsonl, test_file_is_optional) {
@@ -243,6 +259,16 @@ Test(jsonl, bad_files_fail_with_one_clear_message) {
          {"line 1", "empty \"answer\""}},
         {"{\"context\": \"\", \"question\": \"\", \"answer\": \"0\"}\n",
          {"line 1", "neither context nor question"}},
+        // A NUL would silently cut the string where it stands; an escaped backslash is no NUL.
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\"}\n"
+         "{\"context\": \"a = 0 ;\\u0000 b = 1 ;\", \"question\": \"print a\", \"answer\": \"0\"}\n",
+         {"line 2", "\\u0000"}},
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\\u0000\"}\n",
+         {"line 1", "\\u0000"}},
+        // Python's json keeps the last of duplicate keys, cJSON the first: neither is safe.
+        {"{\"context\": \"a = 0 ;\", \"question\": \"print a\", \"answer\": \"0\", "
+         "\"answer\": \"1\"}\n",
+         {"line 1", "\"answer\" twice"}},
     };
     const Task *task = task_named("counting");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
