@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "savefile.h"
+
 void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static herr_t innermost_error(unsigned n, const H5E_error2_t *e, void *detail) {
@@ -38,38 +40,30 @@ int h5_set_scalar(hid_t loc, const char *name, hid_t type, const void *value) {
     return rc < 0 ? -1 : 0;
 }
 
-// The rename is only atomic protection if the data reached the disk before it: otherwise a
-// crash could leave the new name pointing at an empty file.
-static int sync_file(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
+// The file is built in memory (HDF5's core driver) and reaches the disk through savefile_write:
+// HDF5 itself never writes to disk, because a write failing inside it (a full disk, a file size
+// limit) leaves the file open in a state that crashes the library when it shuts down at exit.
+// The cost is one copy of the file in memory while it is saved.
 int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void *ctx, char *err,
                     size_t errlen) {
     h5_quiet();
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s path %s is too long", what, path);
-        return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 16 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return h5_fail(err, errlen, "cannot set up the %s %s in memory", what, path);
     }
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) return h5_fail(err, errlen, "cannot create %s (is its folder there and writable?)", tmp);
-    int rc = fill(file, ctx);
-    if (rc < 0) h5_fail(err, errlen, "cannot write %s %s", what, tmp);
-    if (H5Fclose(file) < 0 && rc == 0) rc = h5_fail(err, errlen, "cannot finish %s %s", what, tmp);
-    if (rc == 0 && sync_file(tmp) != 0) {
-        snprintf(err, errlen, "cannot flush %s to disk: %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) unlink(tmp);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return h5_fail(err, errlen, "cannot create the %s %s in memory", what, path);
+    int rc = fill(file, ctx) < 0 || H5Fflush(file, H5F_SCOPE_LOCAL) < 0 ? -1 : 0;
+    ssize_t size = rc ? -1 : H5Fget_file_image(file, NULL, 0);
+    char *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (!image || H5Fget_file_image(file, image, (size_t)size) != size) rc = -1;
+    if (rc) h5_fail(err, errlen, "cannot write %s %s%s", what, path,
+                    size > 0 && !image ? " (out of memory for its image)" : "");
+    H5Fclose(file);
+    if (rc == 0) rc = savefile_write(path, what, image, (size_t)size, err, errlen);
+    free(image);
     return rc;
 }
 

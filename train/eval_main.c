@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../model/gpt.h"
 #include "../model/mspoe.h"
@@ -24,8 +25,8 @@
 #include "metrics.h"
 #include "program.h"
 #include "../data/run_data.h"
-
-void openblas_set_num_threads(int);
+#include "../common/savefile.h"
+#include "run_lock.h"
 
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
@@ -363,7 +364,7 @@ static int append_json(FILE *out, const EvalArgs *a, const Evaluation *e, const 
 }
 
 int main(int argc, char **argv) {
-    program_name = argc > 0 ? argv[0] : "bin/eval";
+    program_start(argc, argv, "bin/eval");
     EvalArgs args;
     Evaluation e = {0};
     char err[1024];
@@ -374,13 +375,13 @@ int main(int argc, char **argv) {
     }
     if (set_up(&args, &e, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
     // Opened before the work, so a path that cannot be written fails at once.
-    FILE *json = args.json ? fopen(args.json, "a") : NULL;
-    if (args.json && !json)
-        die(EXIT_BAD_INPUT, "cannot open --json %s: %s", args.json, strerror(errno));
+    int json_fd = args.json ? run_lock_open_append(args.json, "--json", err, sizeof err) : -1;
+    if (args.json && json_fd < 0) die(EXIT_BAD_INPUT, "%s", err);
+    FILE *json = args.json ? fdopen(json_fd, "a") : NULL;
+    if (args.json && !json) die(EXIT_RUN_FAILED, "cannot open --json %s: %s", args.json, strerror(errno));
 
     RunConfig *r = &e.run;
-    omp_set_num_threads(r->threads);
-    openblas_set_num_threads(r->threads);
+    program_set_threads(r->threads);
     GPT model;
     if (gpt_build(&model, &r->model, r->batch, err, sizeof err)) die(EXIT_RUN_FAILED, "%s", err);
     if (checkpoint_load(args.checkpoint, &model, NULL, NULL, err, sizeof err))
@@ -399,9 +400,10 @@ int main(int argc, char **argv) {
     eval_print_table(stdout, sets, results);
     int status = 0;
     if (json) {
-        if (append_json(json, &args, &e, sets, results) != 0 || fclose(json) != 0) {
+        if (append_json(json, &args, &e, sets, results) != 0 || fflush(json) != 0 ||
+            fsync(fileno(json)) != 0 || fclose(json) != 0) {
             fprintf(stderr, "%s: cannot write to --json %s: %s\n", program_name, args.json,
-                    strerror(errno));
+                    savefile_why(errno));
             status = EXIT_RUN_FAILED;
         } else {
             printf("\nappended the results to %s\n", args.json);

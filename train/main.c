@@ -28,9 +28,7 @@
 #include "metrics.h"
 #include "program.h"
 #include "../data/run_data.h"
-
-// OpenBLAS's own call; the OpenMP build shares the pool that omp_set_num_threads sizes.
-void openblas_set_num_threads(int);
+#include "run_lock.h"
 
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2, EXIT_INTERRUPTED = 130 };
 
@@ -147,8 +145,7 @@ static void setup(Trainer *t) {
     if (run_data_load(&t->data, &src, 1, err, sizeof err) != 0 ||
         cli_check_data(a, &t->data, err, sizeof err) != 0)
         die(EXIT_BAD_INPUT, "%s", err);
-    omp_set_num_threads(r->threads);
-    openblas_set_num_threads(r->threads);
+    program_set_threads(r->threads);
     if (gpt_build(&t->model, &r->model, r->batch, err, sizeof err) != 0)
         die(EXIT_RUN_FAILED, "%s", err);
     gpt_set_trainable(&t->model, r->train_only);  // before loading: optim/ holds trainable ones
@@ -194,6 +191,10 @@ static void setup(Trainer *t) {
     if (dist_rank() != 0) return;
     if (make_dirs(a->out) != 0)
         die(EXIT_BAD_INPUT, "cannot create --out %s: %s", a->out, strerror(errno));
+    // Held until the program ends: no second run writes here meanwhile, and none was writing
+    // here when the temporary files of dead runs' saves are cleared.
+    if (run_lock_take(a->out, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
+    run_lock_clean_temps(a->out);
     snprintf(t->checkpoint, sizeof t->checkpoint, "%s/model.h5", a->out);
     // A resumed run's log keeps the rows up to its checkpoint, wherever that checkpoint lives.
     char previous[4096 + 32] = "";
@@ -544,7 +545,7 @@ static int dry_run(CliArgs *a) {
 }
 
 int main(int argc, char **argv) {
-    program_name = argc > 0 ? argv[0] : "bin/train";
+    program_start(argc, argv, "bin/train");
     dist_init(&argc, &argv);
     static Trainer trainer;  // static: CliArgs holds path buffers that need not live on the stack
     char err[1024];
