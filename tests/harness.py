@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("PELAB_BIN", ROOT / "bin"))
 TRAIN = BIN / "train"
 EVAL = BIN / "eval"
-CROSSCHECK = BIN / "crosscheck"
+CROSSCHECK = ROOT / "bin" / "crosscheck"  # a test tool, never sanitized
 # The programs run under AddressSanitizer, which reserves terabytes of address space up front.
 SANITIZED = os.environ.get("PELAB_SANITIZED") == "1"
 FIXTURES = ROOT / "tests" / "fixtures"
