@@ -5,6 +5,7 @@
 // 130 interrupted (the checkpoint was saved).
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -391,10 +392,21 @@ static void evaluate_and_log(Trainer *t) {
     fflush(stdout);
 }
 
+// Every rank sees it (the weights and the loss are the same on all).
+static _Noreturn void die_diverged(const Trainer *t, long step, const char *what) {
+    die(EXIT_RUN_FAILED, "step %ld: %s, the run diverged; lower --lr (%g) or raise --warmup; "
+        "nothing from this step on was saved", step, what, (double)t->args.run.lr);
+}
+
 // Periodic saves that fail only warn (the previous checkpoint is intact and training goes on);
 // the caller decides what a failed final save means.
 static int save(Trainer *t) {
     if (dist_rank() != 0) return 0;
+    // A step can overflow the weights before any loss shows it; such a file could not be
+    // resumed, and it would replace the last good one.
+    for (size_t i = 0; i < t->model.num_parameters; i++)
+        if (!isfinite(t->model.params_memory[i]))
+            die_diverged(t, t->state.step, "the weights are no longer finite");
     char err[1024];
     if (checkpoint_save(t->checkpoint, &t->model, &t->opt, t->config_json, &t->state, err,
                         sizeof err) == 0)
@@ -492,6 +504,9 @@ static int train(Trainer *t) {
     while (t->state.step < stop && !t->stopping) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
+        // The same on every rank (the whole batch's loss). Saving would put non-finite weights
+        // over the last good checkpoint.
+        if (!isfinite(loss)) die_diverged(t, t->state.step + 1, "the training loss is not finite");
         record_step(t, loss, now() - step_start, batch_real_tokens(t));
         long step = t->state.step;
         int last = step == r->steps;

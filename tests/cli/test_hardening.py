@@ -6,6 +6,8 @@
   crash at exit); temporary files of saves whose writer died are cleared by the next run there.
 - One run per --out: a second run on the folder of a live one (with --force or --resume too)
   fails at once naming the live run's pid; bin/eval appends --json nowhere a live run owns.
+- A run that diverges (loss or weights no longer finite) stops with a message before it saves
+  them over the last good checkpoint.
 - Values: every number of the flag table is range-checked where it is finite, and refused where
   it is not, on the command line and in a resumed checkpoint's config alike (--eps included);
   --min-lr below 0 is refused, not replaced.
@@ -252,6 +254,24 @@ def test_a_resumed_config_is_range_checked_like_the_flags(stopped_run, key, text
     edit_config(out / "model.h5", "train", key, text)
     before = (out / "model.h5").read_bytes()
     assert_refused(train("--resume", out / "model.h5"), fragment)
+    assert (out / "model.h5").read_bytes() == before
+
+
+def test_a_diverging_run_stops_before_saving_non_finite_weights(tmp_path):
+    out = tmp_path / "run"
+    done = train(*TINY, "--lr", "1e30", "--steps", "20", "--save-every", "1", "--out", out)
+    assert done.returncode == 1, done.stderr
+    assert "the run diverged; lower --lr (1e+30)" in done.stderr
+    if (out / "model.h5").exists():
+        with h5py.File(out / "model.h5", "r") as f:
+            assert all(np.isfinite(f["model"][k][()]).all() for k in f["model"])
+
+
+def test_weights_overflowed_by_one_step_are_not_saved(stopped_run):
+    out, before = stopped_run
+    done = train(*TINY, "--lr", "1e38", "--warmup", "0", "--steps", "1", "--out", out, "--force")
+    assert done.returncode == 1, done.stderr
+    assert "step 1: the weights are no longer finite, the run diverged" in done.stderr
     assert (out / "model.h5").read_bytes() == before
 
 
