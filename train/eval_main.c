@@ -378,7 +378,8 @@ int main(int argc, char **argv) {
     int json_fd = args.json ? run_lock_open_append(args.json, "--json", err, sizeof err) : -1;
     if (args.json && json_fd < 0) die(EXIT_BAD_INPUT, "%s", err);
     FILE *json = args.json ? fdopen(json_fd, "a") : NULL;
-    if (args.json && !json) die(EXIT_RUN_FAILED, "cannot open --json %s: %s", args.json, strerror(errno));
+    if (args.json && !json)
+        die(EXIT_RUN_FAILED, "cannot open --json %s: %s", args.json, strerror(errno));
 
     RunConfig *r = &e.run;
     program_set_threads(r->threads);

@@ -392,7 +392,8 @@ static void evaluate_and_log(Trainer *t) {
     fflush(stdout);
 }
 
-// Every rank sees it (the weights and the loss are the same on all).
+// The loss is the whole batch's, the same on every rank, so every rank ends here together; from
+// save(), rank 0 ends the others through die().
 static _Noreturn void die_diverged(const Trainer *t, long step, const char *what) {
     die(EXIT_RUN_FAILED, "step %ld: %s, the run diverged; lower --lr (%g) or raise --warmup; "
         "nothing from this step on was saved", step, what, (double)t->args.run.lr);

@@ -38,7 +38,8 @@ void die(int status, const char *fmt, ...) {
 
 // The threads OpenBLAS gives a buffer when asked for n.
 static int blas_threads(int n) {
-    const char *config = openblas_get_config(), *max = config ? strstr(config, "MAX_THREADS=") : NULL;
+    const char *config = openblas_get_config();
+    const char *max = config ? strstr(config, "MAX_THREADS=") : NULL;
     int cap = max ? atoi(max + strlen("MAX_THREADS=")) : 0;
     return cap > 0 && cap < n ? cap : n;
 }
@@ -50,8 +51,8 @@ void program_set_threads(int n) {
                              : (size_t)2 << 20;
     size_t need = (size_t)n * stack_bytes + (size_t)blas_threads(n) * BLAS_BUFFER_BYTES;
     // Reserved once, never touched, and given back: only the limit is tested.
-    void *room = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                      -1, 0);
+    void *room = mmap(NULL, need, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (room == MAP_FAILED)
         die(2, "--threads %d needs about %.1f GiB of address space (a stack and an OpenBLAS buffer "
             "per thread), more than this process may have (ulimit -v); lower --threads",
