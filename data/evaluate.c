@@ -1,5 +1,6 @@
 #include "evaluate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,8 +8,10 @@
 int eval_sets_build(EvalSets *sets, const Task *task, const TaskOptions *opt, int n_seqs) {
     memset(sets, 0, sizeof *sets);
     task->layout(opt, &sets->layout);
+    sets->second_answer = task->second_answer;
     for (int split = 0; split < sets->layout.n_splits; split++) {
-        int n = sets->layout.split[split].size ? sets->layout.split[split].size : n_seqs;
+        int size = sets->layout.split[split].size;
+        int n = size && size < n_seqs ? size : n_seqs;
         if (sequence_set_generate(&sets->split[split], task, opt, &sets->layout, split, n,
                                   dataset_seed(split)) != 0) {
             eval_sets_free(sets);
@@ -38,8 +41,20 @@ int logits_argmax(const float *logits, int V) {
     return best;
 }
 
-// Adds one forwarded batch of `B` sequences to the split's counts.
-static void score_batch(const GPT *model, const int32_t *targets, int B, int T, SplitResult *r,
+Interval wilson_interval(long k, long n) {
+    if (n <= 0) return (Interval){0.0, 1.0};
+    const double z = 1.959963984540054;  // the 97.5 % quantile of the standard normal
+    double p = (double)k / (double)n, z2n = z * z / (double)n;
+    double centre = (p + z2n / 2.0) / (1.0 + z2n);
+    double half = z / (1.0 + z2n) * sqrt(p * (1.0 - p) / (double)n + z2n / (4.0 * (double)n));
+    // At k = 0 (k = n) the lower (upper) end is 0 (1) exactly; rounding would miss it.
+    return (Interval){k == 0 ? 0.0 : centre - half, k == n ? 1.0 : centre + half};
+}
+
+// Adds one forwarded batch of `B` sequences to the split's counts; second_answer: the task's,
+// for a probe split, else NULL.
+static void score_batch(const GPT *model, const int32_t *inputs, const int32_t *targets, int B,
+                        int T, int32_t (*second_answer)(const int32_t *, int), SplitResult *r,
                         double *loss_sum) {
     int V = model->config.vocab_size;
     for (int b = 0; b < B; b++) {
@@ -48,7 +63,10 @@ static void score_batch(const GPT *model, const int32_t *targets, int B, int T, 
             size_t i = (size_t)b * T + t;
             if (targets[i] < 0) continue;
             r->scored++;
-            wrong += logits_argmax(model->acts.logits + i * V, V) != targets[i];
+            int32_t predicted = logits_argmax(model->acts.logits + i * V, V);
+            wrong += predicted != targets[i];
+            if (second_answer && predicted != targets[i])
+                r->second_answers += predicted == second_answer(inputs + (size_t)b * T, t);
             *loss_sum += model->acts.losses[i];
         }
         r->token_errors += wrong;
@@ -82,7 +100,9 @@ int evaluate_part(GPT *model, const EvalSets *sets, SplitResult *results, int pa
             for (int b = 0; b < n; b++) rows[b] = first + b;
             int T = sequence_set_batch(set, rows, n, inputs, targets);
             gpt_forward(model, inputs, targets, n, T, 0, 0);
-            score_batch(model, targets, n, T, r, &loss_sum);
+            score_batch(model, inputs, targets, n, T,
+                        sets->layout.split[split].probe ? sets->second_answer : NULL, r,
+                        &loss_sum);
         }
         r->loss = r->scored ? loss_sum / (double)r->scored : 0.0;
     }
@@ -120,21 +140,55 @@ static void print_sweep(FILE *out, const TaskLayout *layout, const SweepResult *
             100.0 * sw->middle_mean, 100.0 * sw->end_middle_gap);
 }
 
+// A rate in percent with its 95 % interval, as "12.34 [10.20, 14.80]".
+static void format_rate(char *buf, size_t len, long k, long n) {
+    Interval ci = wilson_interval(k, n);
+    snprintf(buf, len, "%.3f [%.3f, %.3f]", n ? 100.0 * (double)k / (double)n : 0.0,
+             100.0 * ci.lo, 100.0 * ci.hi);
+}
+
+// The probe splits: how many scored predictions gave the target, the second valid answer or
+// neither, each with its share and 95 % interval.
+static void print_probes(FILE *out, const TaskLayout *layout, int desc_width,
+                         const SplitResult *results) {
+    fprintf(out, "\nprobe splits (two valid answers: which one the model gives; %% of scored, "
+                 "95%% Wilson interval)\n");
+    fprintf(out, "%-8s  %-*s  %7s  %-26s  %-26s  %s\n", "split", desc_width, "description",
+            "scored", "target", "second answer", "neither");
+    for (int s = 0; s < layout->n_splits; s++) {
+        if (!layout->split[s].probe) continue;
+        const SplitResult *r = &results[s];
+        long target = r->scored - r->token_errors;
+        long neither = r->token_errors - r->second_answers;
+        char a[48], b[48], c[48];
+        format_rate(a, sizeof a, target, r->scored);
+        format_rate(b, sizeof b, r->second_answers, r->scored);
+        format_rate(c, sizeof c, neither, r->scored);
+        fprintf(out, "%-8s  %-*s  %7ld  %-26s  %-26s  %s\n", layout->split[s].name, desc_width,
+                layout->split[s].summary, r->scored, a, b, c);
+    }
+}
+
 void eval_print_table(FILE *out, const EvalSets *sets, const SplitResult *results) {
     const TaskLayout *layout = &sets->layout;
-    int desc_width = 11;
+    int desc_width = 11, probes = 0;
     for (int s = 0; s < layout->n_splits; s++) {
         int len = (int)strlen(layout->split[s].summary);
         if (len > desc_width) desc_width = len;
+        probes += layout->split[s].probe;
     }
-    fprintf(out, "%-8s  %-*s  %10s  %11s  %9s  %7s\n", "split", desc_width, "description",
-            "scored", "token err%", "seq err%", "loss");
+    fprintf(out, "%-8s  %-*s  %10s  %-28s  %8s  %-28s  %7s\n", "split", desc_width,
+            "description", "scored", "token err% [95% interval]", "seqs",
+            "seq err% [95% interval]", "loss");
     for (int s = 0; s < layout->n_splits; s++) {
         const SplitResult *r = &results[s];
-        fprintf(out, "%-8s  %-*s  %10ld  %11.3f  %9.2f  %7.4f\n", layout->split[s].name,
-                desc_width, layout->split[s].summary, r->scored, 100.0 * token_error_rate(r),
-                100.0 * seq_error_rate(r), r->loss);
+        char token[48], seq[48];
+        format_rate(token, sizeof token, r->token_errors, r->scored);
+        format_rate(seq, sizeof seq, r->seq_errors, r->seqs);
+        fprintf(out, "%-8s  %-*s  %10ld  %-28s  %8ld  %-28s  %7.4f\n", layout->split[s].name,
+                desc_width, layout->split[s].summary, r->scored, token, r->seqs, seq, r->loss);
     }
     SweepResult sw = eval_sweep(layout, results);
     if (sw.bins) print_sweep(out, layout, &sw);
+    if (probes) print_probes(out, layout, desc_width, results);
 }

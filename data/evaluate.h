@@ -19,13 +19,29 @@
 typedef struct {
     TaskLayout layout;                    // split names, descriptions and lengths
     SequenceSet split[TASK_MAX_SPLITS];   // one set per split of the layout
+    // The task's Task.second_answer for its probe splits (drawn sets only); NULL: none.
+    int32_t (*second_answer)(const int32_t *inputs, int t);
 } EvalSets;
 
 typedef struct {
     long scored, token_errors;  // scored positions; those whose argmax prediction is wrong
     long seqs, seq_errors;      // sequences; those with at least one wrong prediction
     double loss;                // mean cross-entropy over the scored positions
+    // Probe splits (TaskSplit.probe) only: wrong predictions that gave the position's other
+    // valid answer (Task.second_answer); the rest of token_errors gave neither.
+    long second_answers;
 } SplitResult;
+
+// A 95 % confidence interval of a proportion.
+typedef struct {
+    double lo, hi;
+} Interval;
+
+// The Wilson score interval of the proportion k / n at 95 % (z = 1.96): unlike the normal
+// approximation p +- z sqrt(p (1 - p) / n) it stays inside [0, 1] and does not shrink to a point
+// at k = 0, which is where the interesting error rates (a handful of glitches in thousands of
+// reads) lie. It treats the n outcomes as independent draws; n = 0 gives [0, 1].
+Interval wilson_interval(long k, long n);
 
 // The position sweep of one evaluation. Ends are the first and the last bin, the middle is
 // every bin in between.
@@ -47,8 +63,9 @@ static inline double seq_error_rate(const SplitResult *r) {
 // The model's prediction: the first index of the largest logit (ties go to the lower token id).
 int logits_argmax(const float *logits, int V);
 
-// Draws every split of the task's layout: n_seqs sequences each, or the split's own size where
-// the task fixes one. Returns 0, or -1 when out of memory.
+// Draws every split of the task's layout: n_seqs sequences each, or the first n_seqs of a split
+// whose size the task fixes (all of it when it is smaller), as --eval-seqs limits the splits of
+// a dataset file. Returns 0, or -1 when out of memory.
 int eval_sets_build(EvalSets *sets, const Task *task, const TaskOptions *opt, int n_seqs);
 // Takes sets read from a file instead of drawing them: splits[s] is split s of the layout. The
 // sets are moved, not copied (splits[] is left empty).
@@ -65,8 +82,9 @@ int evaluate_part(GPT *model, const EvalSets *sets, SplitResult *results, int pa
 // The sweep from the results of the layout's bins; bins = 0 when the task has none.
 SweepResult eval_sweep(const TaskLayout *layout, const SplitResult *results);
 
-// The end-of-run table: one row per split with its description, scored tokens, token and
-// sequence error in percent, and loss; then the position sweep, if the task has one.
+// The end-of-run table: one row per split with its description, scored tokens, token error in
+// percent with its 95 % interval, sequences, sequence error in percent with its interval, and
+// loss; then the position sweep, if the task has one, and the probe splits' answers, if any.
 void eval_print_table(FILE *out, const EvalSets *sets, const SplitResult *results);
 
 #endif

@@ -1,6 +1,8 @@
 """The report of a sweep, from the per-run summaries alone: runs that differ only in their seed
 are one group, and each group's final metrics per split are aggregated over its finished runs
-(mean, std, min, max, n). Unfinished runs are listed, never averaged in.
+(mean, std, min, max, n). Unfinished runs are listed, never averaged in. Each run's own final
+errors are listed too, each with the count it rests on and its 95 % interval (docs/formats.md,
+metrics; summaries of runs older than those fields show the value alone).
 
     report.md / report.json   the tables and the numbers
     error-<metric>.png        the metric by the x axis (default pe), one panel per split and
@@ -53,17 +55,35 @@ def _splits(grid, groups):
     return [s for s in wanted if s in found] if wanted else found
 
 
+# The count an error rate rests on, in a split's metrics: token_error is a share of the scored
+# tokens, seq_error of the sequences; both come with "<metric>_ci95".
+COUNTS = {"token_error": "scored", "seq_error": "seqs"}
+
+
+def _run_value(split_metrics, metric):
+    """One run's final value of metric, with n and ci95 where its metrics have them."""
+    cell = {"value": split_metrics[metric]}
+    if COUNTS.get(metric) in split_metrics and metric + "_ci95" in split_metrics:
+        cell["n"] = split_metrics[COUNTS[metric]]
+        cell["ci95"] = split_metrics[metric + "_ci95"]
+    return cell
+
+
 def tables(grid, groups, splits):
-    """The JSON rows: one per group, {axes, runs, metrics: {metric: {split: aggregate}}}."""
+    """The JSON rows: one per group, {axes, runs, seeds, metrics: {metric: {split: aggregate}},
+    per_run: {metric: {split: [{value, n, ci95} per run, in the order of runs]}}}."""
     rows = []
     for key, summaries in groups.items():
-        metrics = {}
+        metrics, per_run = {}, {}
         for m in grid.report["metrics"]:
+            have = [sp for sp in splits if all(sp in s["final"]["eval"] for s in summaries)]
             metrics[m] = {sp: aggregate([s["final"]["eval"][sp][m] for s in summaries])
-                          for sp in splits if all(sp in s["final"]["eval"] for s in summaries)}
+                          for sp in have}
+            per_run[m] = {sp: [_run_value(s["final"]["eval"][sp], m) for s in summaries]
+                          for sp in have}
         rows.append({"axes": dict(key), "runs": [s["name"] for s in summaries],
                      "seeds": [s["axes"].get("seed", s["flags"].get("seed")) for s in summaries],
-                     "metrics": metrics})
+                     "metrics": metrics, "per_run": per_run})
     return rows
 
 
@@ -72,6 +92,27 @@ def _cell(a, percent):
     if a["n"] == 1:
         return f"{f(a['mean'])} (n=1)"
     return f"{f(a['mean'])} ± {f(a['std'])} [{f(a['min'])}, {f(a['max'])}] (n={a['n']})"
+
+
+def _run_cell(c, percent):
+    f = (lambda v: f"{100 * v:.2f}") if percent else (lambda v: f"{v:.4f}")
+    if "ci95" not in c:
+        return f(c["value"])
+    return f"{f(c['value'])} [{f(c['ci95'][0])}, {f(c['ci95'][1])}] (n={c['n']})"
+
+
+def run_rows(grid, rows, splits, metric):
+    """(header, cell rows) of the per-run table of an error metric: one row per finished run."""
+    axes = [a for a in grid.axes if a != "seed"]
+    header = axes + ["seed"] + splits
+    out = []
+    for row in rows:
+        for k, seed in enumerate(row["seeds"]):
+            cells = [row["axes"][a] for a in axes] + [str(seed)]
+            cells += [_run_cell(row["per_run"][metric][sp][k], True)
+                      if sp in row["per_run"][metric] else "-" for sp in splits]
+            out.append(cells)
+    return header, out
 
 
 def markdown(grid, rows, splits, missing, unfinished_states):
@@ -90,6 +131,13 @@ def markdown(grid, rows, splits, missing, unfinished_states):
             cells += [_cell(row["metrics"][m][sp], percent) if sp in row["metrics"][m] else "-"
                       for sp in splits]
             out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+        if not percent:
+            continue
+        header, cells = run_rows(grid, rows, splits, m)
+        out += [f"Per run: final {m} % [95 % Wilson interval] (n = the count it rests on)", "",
+                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(c) + " |" for c in cells]
         out.append("")
     out += ["## Unfinished runs (not in the tables)", ""]
     if missing:
@@ -184,6 +232,15 @@ def _html(grid, md_text, rows, splits, images):
                 _cell(row["metrics"][m][sp], percent) if sp in row["metrics"][m] else "-"
                 for sp in splits]
             parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+        if not percent:
+            continue
+        header, cells = run_rows(grid, rows, splits, m)
+        parts.append(f"<p>Per run: final {html.escape(m)} % [95 % Wilson interval] (n = the "
+                     "count it rests on)</p><table><tr>" +
+                     "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                  for r in cells]
         parts.append("</table>")
     for path in images:
         with open(path, "rb") as f:

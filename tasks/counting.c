@@ -58,7 +58,8 @@ static const Preset presets[] = {
     {.name = "classroom",
      .summary = "2 layers, width 64, 1 variable, up to 32 statements, context 64",
      .n_layer = 2, .n_embd = 64, .n_head = 4, .seq_len = 64, .batch = 32, .steps = 1500,
-     .warmup = 100, .eval_every = 250, .lr = 3e-3f, .count_vars = 1, .count_statements = 32},
+     .warmup = 100, .eval_every = 250, .eval_seqs = SPLIT_SIZE, .lr = 3e-3f, .count_vars = 1,
+     .count_statements = 32},
     // [official code, run.sh]: 4 layers, width 256, 4 heads, FF 1024 (4 x width, the default),
     // post-norm, relu, tied embeddings, dropout 0.1, block size 512, Adam lr 7e-5 without
     // decay, warmup, clipping or schedule, batch 64, 100 epochs of 10k samples in a uniform
@@ -69,8 +70,8 @@ static const Preset presets[] = {
      .summary = "official: 4 layers, width 256, post-norm, relu, context 512, Adam 7e-5, 100 "
                 "epochs",
      .n_layer = 4, .n_embd = 256, .n_head = 4, .seq_len = 512, .batch = 64, .steps = 15700,
-     .eval_every = 1570, .lr = 7e-5f, .dropout = 0.1f, .norm = "post", .act = "relu",
-     .count_vars = 3, .count_statements = 512,
+     .eval_every = 1570, .eval_seqs = SPLIT_SIZE, .lr = 7e-5f, .dropout = 0.1f, .norm = "post",
+     .act = "relu", .count_vars = 3, .count_statements = 512,
      .flags = "--warmup 0 --schedule constant --weight-decay 0 --beta2 0.999 --clip 0 "
               "--ffn-dropout 0.1 --init-scheme torch --emb-std 0.0625 --batch-order shuffle"},
 };

@@ -33,6 +33,14 @@
 // Splits: `in` (n pairs, the training position distribution), `bin0` .. `bin<B-1>` (n pairs,
 // one query, q uniform over the pairs floor(b n / B) .. floor((b+1) n / B) - 1), and with
 // --kv-eval-pairs m, `long` (m pairs, q uniform): length generalisation.
+//
+// The duplicate-key probe (--kv-duplicate-probe P, an evaluation option): splits `dup<a>-<b>`
+// for 0 <= a <= b < P, each of n pairs and one query, whose queried key appears twice, at a pair
+// i uniform in probe bin a and a pair j > i uniform in bin b (P bins as the sweep's), with two
+// different values. Both values are valid answers: the target is the earlier one, the second
+// answer (Task.second_answer) the later one, and the evaluation counts which one the model gives
+// (or neither), a measure of its positional bias that needs no notion of a right answer. All
+// other keys are distinct, as elsewhere.
 #include <stdio.h>
 #include <string.h>
 
@@ -81,6 +89,30 @@ static int most_pairs(const TaskOptions *opt) {
     return opt->kv_eval_pairs > opt->kv_pairs ? opt->kv_eval_pairs : opt->kv_pairs;
 }
 
+// Split indices: `in`, the sweep's bins, `long` if any, then the probe's splits.
+static int is_long(const TaskOptions *opt, int split) {
+    return opt->kv_eval_pairs && split == opt->position_bins + 1;
+}
+static int first_probe_split(const TaskOptions *opt) {
+    return opt->position_bins + 1 + (opt->kv_eval_pairs != 0);
+}
+static int probe_splits(const TaskOptions *opt) {
+    return opt->kv_duplicate_probe * (opt->kv_duplicate_probe + 1) / 2;
+}
+
+// The probe bins (a, b), a <= b, of probe split k, in the order a = 0: b = 0 .. P-1, then a = 1.
+static void probe_bins(const TaskOptions *opt, int k, int *a, int *b) {
+    int P = opt->kv_duplicate_probe;
+    for (*a = 0; k >= P - *a; (*a)++) k -= P - *a;
+    *b = *a + k;
+}
+
+// The pairs of probe bin b (of n pairs): lo .. hi - 1, as the sweep's bins.
+static void probe_bin_pairs(const TaskOptions *opt, int n, int b, int *lo, int *hi) {
+    *lo = b * n / opt->kv_duplicate_probe;
+    *hi = (b + 1) * n / opt->kv_duplicate_probe;
+}
+
 static const char *kvret_check(const TaskOptions *opt) {
     static char msg[256];
     if (opt->position_bins < 3 || opt->position_bins > TASK_MAX_BINS)
@@ -114,6 +146,17 @@ static const char *kvret_check(const TaskOptions *opt) {
                  opt->kv_queries);
     else if (opt->kv_positions != KV_UNIFORM && opt->kv_positions != KV_ENDS)
         snprintf(msg, sizeof msg, "kvret's --kv-positions must be uniform or ends");
+    else if (opt->kv_duplicate_probe < 0 || opt->kv_pairs < 2 * opt->kv_duplicate_probe)
+        snprintf(msg, sizeof msg,
+                 "kvret's --kv-duplicate-probe needs two pairs per probe bin: at most --kv-pairs "
+                 "/ 2 = %d bins, got %d",
+                 opt->kv_pairs / 2, opt->kv_duplicate_probe);
+    else if (first_probe_split(opt) + probe_splits(opt) > TASK_MAX_SPLITS)
+        snprintf(msg, sizeof msg,
+                 "kvret's --kv-duplicate-probe %d adds %d splits to %d, more than the %d a run "
+                 "can evaluate; lower it or --position-bins",
+                 opt->kv_duplicate_probe, probe_splits(opt), first_probe_split(opt),
+                 TASK_MAX_SPLITS);
     else
         return NULL;
     return msg;
@@ -157,6 +200,20 @@ static void kvret_layout(const TaskOptions *opt, TaskLayout *layout) {
                  queries);
         split->extrapolates = 1;
     }
+    for (int k = 0; k < probe_splits(opt); k++) {
+        int a, b, lo_a, hi_a, lo_b, hi_b;
+        probe_bins(opt, k, &a, &b);
+        probe_bin_pairs(opt, n, a, &lo_a, &hi_a);
+        probe_bin_pairs(opt, n, b, &lo_b, &hi_b);
+        split = add_split(layout, n, 1);
+        // a, b < P <= TASK_MAX_SPLITS: as unsigned chars the name provably fits.
+        snprintf(split->name, sizeof split->name, "dup%hhu-%hhu", (unsigned char)a,
+                 (unsigned char)b);
+        snprintf(split->summary, sizeof split->summary,
+                 "%d pairs, queried key twice: in pairs %d-%d, then %d-%d", n, lo_a + 1, hi_a,
+                 lo_b + 1, hi_b);
+        split->probe = 1;
+    }
 }
 
 // The sweep bin a split holds (splits 1 .. bins, after `in`), or -1.
@@ -173,7 +230,7 @@ static int queried_pair(const TaskOptions *opt, int split, int n, Rng *rng) {
     }
     int edge = (n + 9) / 10;
     // `long`, `uniform`, and sequences with no middle (every pair an end) draw from all pairs.
-    if (split > bins || opt->kv_positions == KV_UNIFORM || n <= 2 * edge)
+    if (is_long(opt, split) || opt->kv_positions == KV_UNIFORM || n <= 2 * edge)
         return (int)rng_below(rng, (uint32_t)n);
     float u = rng_float(rng), end_share = (1.0f - opt->kv_middle_share) / 2.0f;
     if (u < end_share) return (int)rng_below(rng, (uint32_t)edge);
@@ -181,16 +238,9 @@ static int queried_pair(const TaskOptions *opt, int split, int n, Rng *rng) {
     return edge + (int)rng_below(rng, (uint32_t)(n - 2 * edge));
 }
 
-static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *inputs,
-                        int32_t *targets) {
-    int n = split > opt->position_bins ? opt->kv_eval_pairs : opt->kv_pairs;
-    if (split < 0 && opt->kv_min_pairs && opt->kv_min_pairs < n)
-        n = opt->kv_min_pairs + (int)rng_below(rng, (uint32_t)(n - opt->kv_min_pairs + 1));
-    int queries = sweep_bin(opt, split) >= 0 ? 1 : opt->kv_queries;
-    int queried[KV_MAX_QUERIES];
-    for (int j = 0; j < queries; j++) queried[j] = queried_pair(opt, split, n, rng);
-    // Distinct keys: the first n entries of a partial Fisher-Yates shuffle of the key symbols
-    // in use.
+// Writes n pairs with distinct keys drawn from the first kv_keys symbols (a partial
+// Fisher-Yates shuffle of them) and uniform values.
+static void draw_pairs(const TaskOptions *opt, int n, Rng *rng, int32_t *inputs) {
     int32_t keys[N_KEYS];
     for (int k = 0; k < opt->kv_keys; k++) keys[k] = FIRST_KEY + k;
     for (int i = 0; i < n; i++) {
@@ -200,6 +250,64 @@ static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *in
         inputs[2 * i] = key;
         inputs[2 * i + 1] = FIRST_VALUE + (int32_t)rng_below(rng, N_VALUES);
     }
+}
+
+// A sequence of probe split k: n pairs whose pair j repeats the key of pair i < j with another
+// value, then the query of that key, its target the earlier value.
+static int sample_duplicate(const TaskOptions *opt, int k, Rng *rng, int32_t *inputs,
+                            int32_t *targets) {
+    int n = opt->kv_pairs, a, b, lo_a, hi_a, lo_b, hi_b, i, j;
+    probe_bins(opt, k, &a, &b);
+    probe_bin_pairs(opt, n, a, &lo_a, &hi_a);
+    probe_bin_pairs(opt, n, b, &lo_b, &hi_b);
+    if (a == b) {  // two distinct pairs of one bin, in order
+        i = lo_a + (int)rng_below(rng, (uint32_t)(hi_a - lo_a));
+        j = lo_a + (int)rng_below(rng, (uint32_t)(hi_a - lo_a - 1));
+        j += j >= i;
+        if (j < i) {
+            int t = i;
+            i = j, j = t;
+        }
+    } else {
+        i = lo_a + (int)rng_below(rng, (uint32_t)(hi_a - lo_a));
+        j = lo_b + (int)rng_below(rng, (uint32_t)(hi_b - lo_b));
+    }
+    // n - 1 pairs of distinct keys, moved apart to make room at j for the repeat of i's key
+    // with another value.
+    draw_pairs(opt, n - 1, rng, inputs);
+    memmove(inputs + 2 * j + 2, inputs + 2 * j, sizeof(int32_t) * 2 * (n - 1 - j));
+    int32_t later = FIRST_VALUE + (int32_t)rng_below(rng, N_VALUES - 1);
+    later += later >= inputs[2 * i + 1];
+    inputs[2 * j] = inputs[2 * i], inputs[2 * j + 1] = later;
+    int len = length_of(n, 1);
+    for (int t = 0; t < len; t++) targets[t] = -1;
+    inputs[2 * n] = QUERY;
+    inputs[2 * n + 1] = inputs[2 * i];
+    inputs[2 * n + 2] = inputs[2 * i + 1];
+    targets[2 * n + 1] = inputs[2 * i + 1];
+    return len;
+}
+
+// The later of the queried key's two values, the probe's second answer: the last pair before
+// the query marker (at t - 1) with the key at t.
+static int32_t kvret_second_answer(const int32_t *inputs, int t) {
+    int32_t value = -1;
+    for (int p = 0; p + 1 < t - 1; p += 2)
+        if (inputs[p] == inputs[t]) value = inputs[p + 1];
+    return value;
+}
+
+static int kvret_sample(const TaskOptions *opt, int split, Rng *rng, int32_t *inputs,
+                        int32_t *targets) {
+    if (split >= first_probe_split(opt))
+        return sample_duplicate(opt, split - first_probe_split(opt), rng, inputs, targets);
+    int n = is_long(opt, split) ? opt->kv_eval_pairs : opt->kv_pairs;
+    if (split < 0 && opt->kv_min_pairs && opt->kv_min_pairs < n)
+        n = opt->kv_min_pairs + (int)rng_below(rng, (uint32_t)(n - opt->kv_min_pairs + 1));
+    int queries = sweep_bin(opt, split) >= 0 ? 1 : opt->kv_queries;
+    int queried[KV_MAX_QUERIES];
+    for (int j = 0; j < queries; j++) queried[j] = queried_pair(opt, split, n, rng);
+    draw_pairs(opt, n, rng, inputs);
     int len = length_of(n, queries);
     for (int t = 0; t < len; t++) targets[t] = -1;
     inputs[2 * n] = QUERY;
@@ -241,6 +349,11 @@ static const Option kvret_options[] = {
     {"position-bins", "B", KIND_INT, offsetof(TaskOptions, position_bins), SCOPE_TASK, 3,
      TASK_MAX_BINS, .help = "kvret: bins of the position sweep (evaluation splits bin0..)",
      .eval = 1},
+    {"kv-duplicate-probe", "P", KIND_INT, offsetof(TaskOptions, kv_duplicate_probe), SCOPE_TASK,
+     0, TASK_MAX_SPLITS,
+     .help = "kvret: probe splits dup<a>-<b> (0 <= a <= b < P) whose queried key appears twice, "
+             "in bins a and b: counts the earlier / later / neither value answered (0: none)",
+     .added_later = 1, .eval = 1},
 };
 
 const Task task_kvret = {
@@ -255,4 +368,5 @@ const Task task_kvret = {
     .check = kvret_check,
     .layout = kvret_layout,
     .sample = kvret_sample,
+    .second_answer = kvret_second_answer,
 };

@@ -32,6 +32,7 @@ typedef struct {
     KvPositions kv_positions;  // kvret: training distribution of the queried pair
     float kv_middle_share;     // kvret, ends: probability of a query between the two ends
     int position_bins;       // kvret: bins of the position sweep
+    int kv_duplicate_probe;  // kvret: bins of the duplicate-key probe's two positions; 0: none
     int sel_data;            // selcopy: data tokens per sequence
     int sel_blanks;          // selcopy: blanks per training (and in) sequence
     int count_vars;          // counting: variables (official: 1, 3 or 5)
@@ -59,10 +60,15 @@ typedef struct {
     char name[16];
     char summary[112];
     int seq_len;      // tokens per sequence of this split (the longest, when lengths vary)
-    int size;         // sequences in the split; 0: as many as --eval-seqs asks for
+    // Sequences in the split (counting's 1000, Flip-Flop's data card sizes), of which --eval-seqs
+    // N takes the first N; 0: as many as --eval-seqs asks for.
+    int size;
     // Longer than the training sequences on purpose (length generalisation): an encoding with a
     // table of positions (abs) never trained the rows it would need, so it may not run it.
     int extrapolates;
+    // A probe: every scored position has a second valid answer besides its target
+    // (Task.second_answer), and the evaluation counts which of the two the model gives.
+    int probe;
 } TaskSplit;
 
 typedef struct {
@@ -102,6 +108,10 @@ typedef struct Task {
     // Whether a sequence's tokens (its answer last) still hold all that its answer follows
     // from, for sequences cut from the left to fit a context; NULL: the task cannot tell.
     int (*answer_known)(const int32_t *tokens, int len);
+    // For the probe splits of the layout: the second valid answer at scored position t of a
+    // sequence, from its inputs 0..t (kvret's duplicate key: the later of the key's two values,
+    // the target being the earlier); NULL: the task has no probe splits.
+    int32_t (*second_answer)(const int32_t *inputs, int t);
 } Task;
 
 // Built-in option values (before presets and flags); also what a checkpoint's config means by

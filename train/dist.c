@@ -97,20 +97,20 @@ void dist_check(int status, const char *message) {
 // Each split's counts and loss sum, added up as doubles (exact for counts below 2^53).
 void dist_sum_results(SplitResult *results, int n) {
     if (size == 1) return;  // a single rank's loss is already the mean: keep its bits
-    enum { FIELDS = 5 };
+    enum { FIELDS = 6 };
     double sums[TASK_MAX_SPLITS * FIELDS];
     for (int s = 0; s < n; s++) {
         const SplitResult *r = &results[s];
         double *x = sums + s * FIELDS;
         x[0] = r->scored, x[1] = r->token_errors, x[2] = r->seqs, x[3] = r->seq_errors;
-        x[4] = r->loss * (double)r->scored;
+        x[4] = r->loss * (double)r->scored, x[5] = r->second_answers;
     }
     dist_sum(sums, n * FIELDS);
     for (int s = 0; s < n; s++) {
         SplitResult *r = &results[s];
         const double *x = sums + s * FIELDS;
         r->scored = (long)x[0], r->token_errors = (long)x[1], r->seqs = (long)x[2];
-        r->seq_errors = (long)x[3];
+        r->seq_errors = (long)x[3], r->second_answers = (long)x[5];
         r->loss = r->scored ? x[4] / (double)r->scored : 0.0;
     }
 }

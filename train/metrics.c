@@ -88,13 +88,39 @@ int metrics_append(MetricsLog *log, const MetricsRow *row, const EvalSets *sets,
     return 0;
 }
 
+// key: [lo, hi], the 95 % interval of the rate k / n (evaluate.h).
+static void add_interval(cJSON *obj, const char *key, long k, long n) {
+    Interval ci = wilson_interval(k, n);
+    cJSON *pair = cJSON_AddArrayToObject(obj, key);
+    cJSON_AddItemToArray(pair, cJSON_CreateNumber(ci.lo));
+    cJSON_AddItemToArray(pair, cJSON_CreateNumber(ci.hi));
+}
+
+// key: {"count": k, "share": k / n, "ci95": [lo, hi]}.
+static void add_share(cJSON *obj, const char *key, long k, long n) {
+    cJSON *share = cJSON_AddObjectToObject(obj, key);
+    cJSON_AddNumberToObject(share, "count", (double)k);
+    cJSON_AddNumberToObject(share, "share", n ? (double)k / (double)n : 0.0);
+    add_interval(share, "ci95", k, n);
+}
+
 void metrics_add_results(cJSON *obj, const EvalSets *sets, const SplitResult *results) {
     cJSON *eval = cJSON_AddObjectToObject(obj, "eval");
     for (int s = 0; s < sets->layout.n_splits; s++) {
+        const SplitResult *r = &results[s];
         cJSON *split = cJSON_AddObjectToObject(eval, sets->layout.split[s].name);
-        cJSON_AddNumberToObject(split, "token_error", token_error_rate(&results[s]));
-        cJSON_AddNumberToObject(split, "seq_error", seq_error_rate(&results[s]));
-        cJSON_AddNumberToObject(split, "loss", results[s].loss);
+        cJSON_AddNumberToObject(split, "token_error", token_error_rate(r));
+        cJSON_AddNumberToObject(split, "seq_error", seq_error_rate(r));
+        cJSON_AddNumberToObject(split, "loss", r->loss);
+        cJSON_AddNumberToObject(split, "scored", (double)r->scored);
+        cJSON_AddNumberToObject(split, "seqs", (double)r->seqs);
+        add_interval(split, "token_error_ci95", r->token_errors, r->scored);
+        add_interval(split, "seq_error_ci95", r->seq_errors, r->seqs);
+        if (!sets->layout.split[s].probe) continue;
+        cJSON *probe = cJSON_AddObjectToObject(split, "probe");
+        add_share(probe, "target", r->scored - r->token_errors, r->scored);
+        add_share(probe, "second", r->second_answers, r->scored);
+        add_share(probe, "neither", r->token_errors - r->second_answers, r->scored);
     }
     SweepResult sw = eval_sweep(&sets->layout, results);
     if (sw.bins) {

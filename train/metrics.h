@@ -1,8 +1,12 @@
 // The metrics log of a run: <out>/metrics.jsonl, one JSON object per evaluation,
 //
 //   {"step": 250, "tokens": 1024000, "loss": 0.41, "lr": 0.001, "tok_per_s": 31200,
-//    "elapsed_s": 32.8, "eval": {"in": {"token_error": 0.01, "seq_error": 0.2, "loss": 0.05}, ...}}
+//    "elapsed_s": 32.8, "eval": {"in": {"token_error": 0.01, "seq_error": 0.2, "loss": 0.05,
+//    "scored": 8000, "seqs": 512, "token_error_ci95": [0.008, 0.012],
+//    "seq_error_ci95": [0.17, 0.24]}, ...}}
 //
+// (the intervals: 95 % Wilson score intervals, evaluate.h); a probe split (kvret's duplicate
+// key) adds "probe": {"target"|"second"|"neither": {"count", "share", "ci95"}};
 // and, for a task with a position sweep (kvret), also
 //
 //    "sweep": {"accuracy": [0.99, 0.91, ...], "middle_mean": 0.93, "end_middle_gap": 0.08}

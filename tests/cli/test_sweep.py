@@ -150,6 +150,19 @@ def test_report_figures_are_the_runs_metrics(rerun, tmp_path):
                 assert a["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12)
                 assert a["std"] == pytest.approx(statistics.stdev(values), rel=1e-12)
                 assert (a["min"], a["max"]) == (min(values), max(values))
+                # each run's own value, with its count and interval where it is an error rate
+                for name, cell in zip(g["runs"], g["per_run"][metric][split]):
+                    e = rows[name]["eval"][split]
+                    assert cell["value"] == e[metric]
+                    if metric == "loss":
+                        assert set(cell) == {"value"}
+                    else:
+                        n = e["scored" if metric == "token_error" else "seqs"]
+                        assert (cell["n"], cell["ci95"]) == (n, e[metric + "_ci95"])
+                        assert cell["ci95"][0] <= cell["value"] <= cell["ci95"][1]
+    md = (folder / "report" / "report.md").read_text()
+    lo, hi = rep["groups"][0]["per_run"]["token_error"]["in"][0]["ci95"]
+    assert f"[{100 * lo:.2f}, {100 * hi:.2f}] (n=" in md.split("Per run: final token_error")[1]
     for name in ["error-token_error.png", "curves-loss.png", "report.md"]:
         assert (folder / "report" / name).stat().st_size > 0
     page = (folder / "report" / "report.html").read_text()

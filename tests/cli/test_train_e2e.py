@@ -49,14 +49,20 @@ def test_learns_flipflop_in_distribution(run):
 
 def test_prints_the_summary_table(run):
     out, stdout = run
-    assert re.search(r"^split\s+description\s+scored\s+token err%\s+seq err%\s+loss$", stdout, re.M)
+    assert re.search(r"^split\s+description\s+scored\s+token err% \[95% interval\]\s+seqs\s+"
+                     r"seq err% \[95% interval\]\s+loss$", stdout, re.M)
+    rate = r"([\d.]+) \[([\d.]+), ([\d.]+)\]"
     table = {m[0]: m for m in re.findall(
-        r"^(in|sparse|dense)\s+.+?\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.M)}
+        rf"^(in|sparse|dense)\s+.+?\s+(\d+)\s+{rate}\s+(\d+)\s+{rate}\s+([\d.]+)$", stdout, re.M)}
     assert set(table) == {"in", "sparse", "dense"}
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    for split, (_, scored, token_err, seq_err, loss) in table.items():
-        assert int(scored) > 0
-        assert float(token_err) == pytest.approx(100 * last["eval"][split]["token_error"], abs=1e-3)
+    for split, (_, scored, token_err, t_lo, t_hi, seqs, seq_err, s_lo, s_hi, _) in table.items():
+        e = last["eval"][split]
+        assert int(scored) == e["scored"] > 0 and int(seqs) == e["seqs"] == 512
+        assert float(token_err) == pytest.approx(100 * e["token_error"], abs=1e-3)
+        assert float(seq_err) == pytest.approx(100 * e["seq_error"], abs=1e-3)
+        assert [float(t_lo), float(t_hi)] == pytest.approx([100 * x for x in e["token_error_ci95"]], abs=1e-3)
+        assert [float(s_lo), float(s_hi)] == pytest.approx([100 * x for x in e["seq_error_ci95"]], abs=1e-3)
         assert float(seq_err) >= float(token_err) or float(token_err) == 0
     # Training tok/s apart from the evaluations, which the summary counts and sizes.
     assert re.search(r"^trained 600 steps \(307200 tokens\) in .+; this session [\d.]+k? tok/s "

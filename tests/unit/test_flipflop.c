@@ -1,10 +1,12 @@
 // Properties of the Flip-Flop generator (docs/tasks.md): the grammar of a sequence, the memory
-// semantics of reads, which targets are scored, the instruction mix of every split, determinism
-// and the validation of the options.
+// semantics of reads, which targets are scored, the instruction mix of every split, the data
+// card's split sizes and --eval-seqs taking the first of them, determinism and the validation of
+// the options.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
 
+#include "../../data/evaluate.h"
 #include "../../tasks/task.h"
 #include "task_checks.h"
 
@@ -177,4 +179,32 @@ Test(flipflop, presets_are_valid) {
         cr_assert_eq(p->n_embd % p->n_head, 0, "preset %s: heads do not divide the width",
                      p->name);
     }
+}
+
+// The data card's splits: val 16K sequences of FFL(0.8), val_sparse 160K of FFL(0.98), val_dense
+// 4K of FFL(0.1) (the mixes: ignore_probability_of_every_split); --eval-seqs N draws the first N
+// of each (all of a smaller one), the same first sequences whatever N is.
+Test(flipflop, data_card_split_sizes_and_eval_seqs) {
+    const Task *task = flipflop();
+    TaskOptions opt = {.seq_len = 8, .flipflop_p_train = 0.8f};
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    const char *names[] = {"in", "sparse", "dense"};
+    const int card[] = {16000, 160000, 4000};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(layout.split[split_index(task, &opt, names[i])].size, card[i], "split %s",
+                     names[i]);
+    EvalSets few, many;
+    cr_assert_eq(eval_sets_build(&few, task, &opt, 100), 0);
+    cr_assert_eq(eval_sets_build(&many, task, &opt, 5000), 0);
+    for (int i = 0; i < 3; i++) {
+        int s = split_index(task, &opt, names[i]);
+        cr_assert_eq(few.split[s].n, 100, "split %s", names[i]);
+        cr_assert_eq(many.split[s].n, card[i] < 5000 ? card[i] : 5000, "split %s", names[i]);
+        size_t bytes = sizeof(int32_t) * 100 * (size_t)few.split[s].width;
+        cr_assert_arr_eq(few.split[s].inputs, many.split[s].inputs, bytes,
+                         "split %s: --eval-seqs 100 is not the first 100 of 5000", names[i]);
+    }
+    eval_sets_free(&few);
+    eval_sets_free(&many);
 }

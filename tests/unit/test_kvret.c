@@ -380,3 +380,116 @@ Test(kvret, sweep_summary) {
     layout.sweep_bins = 0;
     cr_assert_eq(eval_sweep(&layout, results).bins, 0);
 }
+
+// --kv-duplicate-probe P: splits dup<a>-<b> (a <= b < P) after the others, each sequence of n
+// pairs and one query whose key appears exactly twice, first in probe bin a, then in bin b, with
+// two different values; the target is the earlier value and the task's second answer the later;
+// every other key appears once. Over many draws both positions cover their bins.
+Test(kvret, duplicate_key_probe) {
+    const Task *task = kvret();
+    const int n = 12, P = 3;
+    TaskOptions opt = options(n, 14, KV_UNIFORM, 4);
+    opt.kv_duplicate_probe = P;
+    cr_assert_null(task->check(&opt));
+    TaskLayout layout;
+    task->layout(&opt, &layout);
+    int first = task_layout_find(&layout, "dup0-0");
+    cr_assert_eq(first, 1 + 4 + 1, "the probe's splits come after in, the bins and long");
+    cr_assert_eq(layout.n_splits, first + P * (P + 1) / 2);
+    cr_assert_eq(task_layout_find(&layout, "long"), first - 1);
+    cr_assert_not_null(task->second_answer);
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    Rng rng;
+    rng_seed(&rng, 17);
+    for (int a = 0, s = first; a < P; a++)
+        for (int b = a; b < P; b++, s++) {
+            char name[16];
+            snprintf(name, sizeof name, "dup%d-%d", a, b);
+            cr_assert_str_eq(layout.split[s].name, name);
+            cr_assert(layout.split[s].probe && layout.split[s].seq_len == 2 * n + 3, "%s", name);
+            int seen_i[KV_MAX_PAIRS] = {0}, seen_j[KV_MAX_PAIRS] = {0};
+            for (int k = 0; k < 600; k++) {
+                cr_assert_eq(task->sample(&opt, s, &rng, in, tg), 2 * n + 3, "%s", name);
+                cr_assert_eq(kind(task, in[2 * n]), '?');
+                int32_t key = in[2 * n + 1];
+                int at[3], twice = 0;
+                for (int p = 0; p < n; p++) {
+                    cr_assert_eq(kind(task, in[2 * p]), 'k', "%s: position %d", name, 2 * p);
+                    cr_assert_eq(kind(task, in[2 * p + 1]), 'v', "%s: position %d", name, 2 * p + 1);
+                    for (int q = 0; q < p; q++)
+                        cr_assert(in[2 * q] != in[2 * p] || in[2 * p] == key,
+                                  "%s: pairs %d and %d share a key that is not queried", name, q, p);
+                    if (in[2 * p] == key && twice < 3) at[twice++] = p;
+                }
+                cr_assert_eq(twice, 2, "%s: the queried key appears %d times", name, twice);
+                int i = at[0], j = at[1];
+                cr_assert(i >= a * n / P && i < (a + 1) * n / P, "%s: earlier pair %d", name, i);
+                cr_assert(j >= b * n / P && j < (b + 1) * n / P, "%s: later pair %d", name, j);
+                cr_assert_neq(in[2 * i + 1], in[2 * j + 1], "%s: the two values are equal", name);
+                for (int t = 0; t < 2 * n + 3; t++)
+                    cr_assert_eq(tg[t], t == 2 * n + 1 ? in[2 * i + 1] : -1,
+                                 "%s: target %d: only the query, with the earlier value", name, t);
+                cr_assert_eq(task->second_answer(in, 2 * n + 1), in[2 * j + 1],
+                             "%s: the second answer is not the later value", name);
+                seen_i[i]++, seen_j[j]++;
+            }
+            // In one bin the last pair cannot come first, nor the first pair second.
+            for (int p = a * n / P; p < (a + 1) * n / P - (a == b); p++)
+                cr_assert_gt(seen_i[p], 0, "%s: pair %d never the earlier", name, p);
+            for (int p = b * n / P + (a == b); p < (b + 1) * n / P; p++)
+                cr_assert_gt(seen_j[p], 0, "%s: pair %d never the later", name, p);
+        }
+    check_deterministic_for_a_seed(task, &opt);
+}
+
+Test(kvret, duplicate_key_probe_rejects_bad_sizes) {
+    const Task *task = kvret();
+    TaskOptions opt = options(10, 0, KV_UNIFORM, 5);
+    opt.kv_duplicate_probe = 6;  // 10 pairs hold 5 bins of two
+    const char *msg = task->check(&opt);
+    cr_assert(msg && strstr(msg, "--kv-duplicate-probe"), "%s", msg ? msg : "accepted");
+    opt = options(64, 0, KV_UNIFORM, 32);
+    opt.kv_duplicate_probe = 3;  // 1 + 32 + 6 splits: fits
+    cr_assert_null(task->check(&opt));
+    opt.kv_duplicate_probe = 4;  // 1 + 32 + 10 > TASK_MAX_SPLITS
+    msg = task->check(&opt);
+    cr_assert(msg && strstr(msg, "--kv-duplicate-probe"), "%s", msg ? msg : "accepted");
+}
+
+// The lasting U's training distribution (--kv-positions ends --kv-middle-share s): with s = 0 no
+// query of any training sequence or of `in`, at any length --kv-min-pairs draws and with several
+// queries a sequence, lands between the two end tenths; with s > 0 the share of queries there is
+// s within a 5-sigma binomial bound (a generator off by a few points fails it).
+Test(kvret, lasting_u_middle_share) {
+    const Task *task = kvret();
+    const int n = 40, Q = 8, draws = 3000;
+    const float shares[] = {0.0f, 0.1f, 0.3f};
+    int32_t in[MAX_LEN], tg[MAX_LEN];
+    int queried[KV_MAX_QUERIES];
+    for (size_t c = 0; c < sizeof shares / sizeof shares[0]; c++) {
+        TaskOptions opt = with_min_pairs(with_queries(options(n, 0, KV_ENDS, 10), Q), 12);
+        opt.kv_middle_share = shares[c];
+        cr_assert_null(task->check(&opt));
+        Rng rng;
+        rng_seed(&rng, 23 + c);
+        for (int split = -1; split <= 0; split++) {
+            long middle = 0, total = 0;
+            for (int k = 0; k < draws; k++) {
+                int len = task->sample(&opt, split, &rng, in, tg);
+                int pairs = (len - 1 - 2 * Q) / 2, e = (pairs + 9) / 10;
+                check_queries(task, in, tg, pairs, Q, queried);
+                for (int j = 0; j < Q; j++) middle += queried[j] >= e && queried[j] < pairs - e;
+                total += Q;
+            }
+            double s = shares[c], got = (double)middle / (double)total;
+            if (s == 0.0) {
+                cr_expect_eq(middle, 0, "share 0, split %d: %ld of %ld queries in the middle",
+                             split, middle, total);
+            } else {
+                double tol = 5.0 * sqrt(s * (1.0 - s) / (double)total);
+                cr_expect(fabs(got - s) <= tol, "share %.2f, split %d: %.4f of the queries in "
+                          "the middle (bound %.4f)", s, split, got, tol);
+            }
+        }
+    }
+}
