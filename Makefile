@@ -58,12 +58,13 @@ $(BUILD)/%.o: %.c
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-bin/train: $(BUILD)/train/main.o $(LIB_OBJ)
-	@mkdir -p bin
+# $(BUILD)/bin/: the programs of another build folder (make sanitize's).
+bin/train $(BUILD)/bin/train: $(BUILD)/train/main.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-bin/eval: $(BUILD)/train/eval_main.o $(LIB_OBJ)
-	@mkdir -p bin
+bin/eval $(BUILD)/bin/eval: $(BUILD)/train/eval_main.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 define tool_rule
@@ -117,10 +118,19 @@ bench: deps deps-test
 	$(MAKE) all
 	$(PYTHON) tests/bench/bench.py
 
-# ASan + UBSan build of the unit tests, in a build folder of its own.
+# ASan + UBSan build of the unit tests and of bin/train and bin/eval, in a build folder of its
+# own; the unit tests run, then the command-line tests that train, resume, interrupt, evaluate
+# and refuse (SAN_TESTS: a few minutes) drive those programs. Any report fails the run: UBSan
+# halts, and ASan's exit status (86) is one no test expects.
+SAN_TESTS := tests/cli/test_hardening.py tests/cli/test_cli.py tests/cli/test_eval.py \
+             tests/cli/test_datasets_cli.py
 sanitize: deps deps-test
 	$(MAKE) BUILD=build-san OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" bin/unit_tests-san
+	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" bin/unit_tests-san build-san/bin/train \
+	    build-san/bin/eval
+	$(MAKE) bin/crosscheck
+	PELAB_BIN=build-san/bin PELAB_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:exitcode=86 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(PYTHON) -m pytest -q $(SAN_TESTS)
 
 bin/unit_tests-san: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p bin

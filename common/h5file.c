@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "savefile.h"
+
 #define CHECKSUM_MAGIC "pelab-checksum 1\n"
 static const unsigned char hdf5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -43,34 +45,20 @@ int h5_set_scalar(hid_t loc, const char *name, hid_t type, const void *value) {
     return rc < 0 ? -1 : 0;
 }
 
-// The rename is only atomic protection if the data reached the disk before it: otherwise a
-// crash could leave the new name pointing at an empty file.
-static int sync_file(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 // ----------------------------------------------------------------------------------------------
 // the checksum record (h5file.h)
 
-// Fills the user block of the finished file `path` with the record of everything after it.
-static int write_checksum(const char *path, char *err, size_t errlen) {
-    char hex[65], block[H5_CHECKSUM_BLOCK] = {0};
-    long long bytes;
-    if (file_sha256(path, H5_CHECKSUM_BLOCK, hex, &bytes, err, errlen) != 0) return -1;
-    snprintf(block, sizeof block, CHECKSUM_MAGIC "sha256 %s\nbytes %lld\n", hex, bytes);
-    int fd = open(path, O_WRONLY);
-    ssize_t n = fd < 0 ? -1 : pwrite(fd, block, sizeof block, 0);
-    int saved = errno;
-    if (fd >= 0) close(fd);
-    if (n != (ssize_t)sizeof block) {
-        snprintf(err, errlen, "cannot write the checksum of %s: %s", path,
-                 n < 0 ? strerror(saved) : "short write");
+// Fills the user block at the start of a finished file's image with the record of everything
+// after it.
+static int write_checksum(char *image, size_t size, const char *path, char *err, size_t errlen) {
+    char hex[65];
+    if (text_sha256(image + H5_CHECKSUM_BLOCK, size - H5_CHECKSUM_BLOCK, hex) != 0) {
+        snprintf(err, errlen, "cannot compute the checksum of %s", path);
         return -1;
     }
+    memset(image, 0, H5_CHECKSUM_BLOCK);
+    snprintf(image, H5_CHECKSUM_BLOCK, CHECKSUM_MAGIC "sha256 %s\nbytes %lld\n", hex,
+             (long long)(size - H5_CHECKSUM_BLOCK));
     return 0;
 }
 
@@ -131,36 +119,42 @@ static int check_checksum(const char *path, const char *what, char *err, size_t 
     return 1;
 }
 
+// The file is built in memory (HDF5's core driver) and reaches the disk through savefile_write:
+// HDF5 itself never writes to disk, because a write failing inside it (a full disk, a file size
+// limit) leaves the file open in a state that crashes the library when it shuts down at exit.
+// The cost is one copy of the file in memory while it is saved.
 int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void *ctx, char *err,
                     size_t errlen) {
     h5_quiet();
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s path %s is too long", what, path);
-        return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 16 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return h5_fail(err, errlen, "cannot set up the %s %s in memory", what, path);
     }
     // The user block that will hold the checksum record, reserved before anything is written.
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     if (fcpl < 0 || H5Pset_userblock(fcpl, H5_CHECKSUM_BLOCK) < 0) {
         if (fcpl >= 0) H5Pclose(fcpl);
-        return h5_fail(err, errlen, "cannot set up %s %s", what, tmp);
+        H5Pclose(fapl);
+        return h5_fail(err, errlen, "cannot set up the %s %s in memory", what, path);
     }
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
-    if (file < 0) return h5_fail(err, errlen, "cannot create %s (is its folder there and writable?)", tmp);
-    int rc = fill(file, ctx);
-    if (rc < 0) h5_fail(err, errlen, "cannot write %s %s", what, tmp);
-    if (H5Fclose(file) < 0 && rc == 0) rc = h5_fail(err, errlen, "cannot finish %s %s", what, tmp);
-    if (rc == 0) rc = write_checksum(tmp, err, errlen);
-    if (rc == 0 && sync_file(tmp) != 0) {
-        snprintf(err, errlen, "cannot flush %s to disk: %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) unlink(tmp);
+    H5Pclose(fapl);
+    if (file < 0) return h5_fail(err, errlen, "cannot create the %s %s in memory", what, path);
+    int rc = fill(file, ctx) < 0 || H5Fflush(file, H5F_SCOPE_LOCAL) < 0 ? -1 : 0;
+    // The image libhdf5 hands out is the file after its user block (whose size the superblock
+    // records): the file on disk is the checksum record, then the image.
+    ssize_t size = rc ? -1 : H5Fget_file_image(file, NULL, 0);
+    char *image = size > 0 ? malloc(H5_CHECKSUM_BLOCK + (size_t)size) : NULL;
+    if (!image || H5Fget_file_image(file, image + H5_CHECKSUM_BLOCK, (size_t)size) != size) rc = -1;
+    if (rc) h5_fail(err, errlen, "cannot write %s %s%s", what, path,
+                    size > 0 && !image ? " (out of memory for its image)" : "");
+    H5Fclose(file);
+    size_t total = H5_CHECKSUM_BLOCK + (size_t)(size > 0 ? size : 0);
+    if (rc == 0) rc = write_checksum(image, total, path, err, errlen);
+    if (rc == 0) rc = savefile_write(path, what, image, total, err, errlen);
+    free(image);
     return rc;
 }
 

@@ -52,9 +52,10 @@ long long h5_get_strings(hid_t loc, const char *name, long long max_n, size_t ma
                          char ***strings);
 void h5_free_strings(char **strings, long long n);
 
-// Creates path atomically: `fill` writes everything into "<path>.tmp.<pid>", which is flushed to
-// disk and renamed over path only once complete, so an existing file survives any failure.
-// `what` names the file in messages ("checkpoint", "attention maps"). 0, or -1 with err.
+// Creates path as common/savefile.h does (temporary file, flushed, renamed; an existing file
+// survives any failure, a full disk included): `fill` writes everything into a file HDF5 keeps
+// in memory, whose image is then saved. `what` names the file in messages ("checkpoint",
+// "attention maps"). 0, or -1 with err.
 typedef int (*H5Fill)(hid_t file, const void *ctx);
 int h5_write_atomic(const char *path, const char *what, H5Fill fill, const void *ctx, char *err,
                     size_t errlen);

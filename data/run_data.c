@@ -60,7 +60,48 @@ static int is_folder(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, size_t errlen) {
+// Every sequence scores at least one target, and every split holds a sequence: an unscored
+// split would report an error of 0 % out of nothing, and an unscored training batch would train
+// at loss 0 without a word. Task streams guarantee it; files that break it are refused.
+static int check_scored(const SequenceSet *set, const char *set_name, const DataSource *src,
+                        char *err, size_t errlen) {
+    char source[4200], fix[256];
+    snprintf(source, sizeof source, "%s %s", src->path[0] ? "dataset" : "task",
+             src->path[0] ? src->path : src->task->name);
+    if (src->path[0])
+        snprintf(fix, sizeof fix, "the file is damaged or not one of task %s; write it again with "
+                 "bin/train --write-data", src->task->name);
+    else
+        snprintf(fix, sizeof fix, "task %s drew it, which is a bug in the task", src->task->name);
+    if (set->n == 0) {
+        snprintf(err, errlen, "%s: %s has no sequences, so nothing to evaluate on; %s", source,
+                 set_name, fix);
+        return -1;
+    }
+    for (int i = 0; i < set->n; i++) {
+        const int32_t *targets = set->targets + (size_t)i * set->width;
+        int scored = 0;
+        for (int t = 0; t < set->width && !scored; t++) scored = targets[t] >= 0;
+        if (scored) continue;
+        snprintf(err, errlen, "%s: sequence %d of %s has no scored target (its loss mask is all "
+                 "zero), so it would count as correct and train at loss 0; %s",
+                 source, i, set_name, fix);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_sets(const RunData *d, const DataSource *src, char *err, size_t errlen) {
+    if (d->train.n && check_scored(&d->train, "the training set", src, err, errlen)) return -1;
+    for (int s = 0; s < d->evals.layout.n_splits; s++) {
+        char name[48];
+        snprintf(name, sizeof name, "split %s", d->evals.layout.split[s].name);
+        if (check_scored(&d->evals.split[s], name, src, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+static int load_sets(RunData *d, const DataSource *src, int with_train, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     if (src->path[0]) {
         DatasetContents c;
@@ -92,6 +133,13 @@ int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, 
         return -1;
     }
     return 0;
+}
+
+int run_data_load(RunData *d, const DataSource *src, int with_train, char *err, size_t errlen) {
+    if (load_sets(d, src, with_train, err, errlen)) return -1;
+    if (check_sets(d, src, err, errlen) == 0) return 0;
+    run_data_free(d);
+    return -1;
 }
 
 void run_data_free(RunData *d) {

@@ -252,6 +252,14 @@ static size_t pe_score_params_size(const GPT *m) {
     return size;
 }
 
+// "12.0 MiB", "2.3 TiB": bytes in the largest binary unit that keeps a number >= 1.
+static void format_bytes(char *buf, size_t len, double bytes) {
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u < 5) bytes /= 1024.0, u++;
+    snprintf(buf, len, "%.1f %s", bytes, units[u]);
+}
+
 int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     const char *problem = gpt_config_check(config);
@@ -278,8 +286,16 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
     m->pe_grad_work = calloc(m->pe_grad_size * m->n_threads + 1, sizeof(float));
     if (!m->params_memory || !m->grads_memory || !m->acts_memory || !m->scratch_memory ||
         !m->att_work || !m->pe_grad_work) {
-        snprintf(err, errlen, "out of memory for the model (%.1f GiB of activations); lower --batch or --seq-len",
-                 m->num_activations * 4.0 / (1 << 30));
+        // Named by size, so that the message blames what is large: weights or activations.
+        double weights = (double)m->num_parameters * sizeof(float);
+        double acts = (double)(m->num_activations + scratch) * sizeof(float);
+        char w[32], g[32];
+        format_bytes(w, sizeof w, weights);
+        format_bytes(g, sizeof g, acts);
+        snprintf(err, errlen, "out of memory for the model: %zu parameters take %s (and their "
+                 "gradients as much again), activations for --batch %d x %d tokens %s; lower %s",
+                 m->num_parameters, w, B, T, g,
+                 2 * weights > acts ? "--dim, --ffn or --layers" : "--batch or --seq-len");
         gpt_free(m);
         return -1;
     }

@@ -264,10 +264,7 @@ def write(grid, summaries_dir, out_dir, unfinished_states):
 
     def save_text(name, text):
         path = os.path.join(out_dir, name)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        R.write_text(path, text)
         written.append(path)
 
     save_text("report.md", md_text)

@@ -32,16 +32,29 @@ def summary_path(sweep, run):
     return os.path.join(sweep, "summaries", run.name + ".json")
 
 
-def write_json(path, obj):
-    """Temp file, fsync, rename: a reader never sees half a file, a crash never loses the old."""
+def write_text(path, text):
+    """Temp file, fsync, rename, fsync of the folder: a reader never sees half a file, a crash
+    never loses the old one nor the rename; a failed write leaves no temp file."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def read_json(path):

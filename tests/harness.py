@@ -8,9 +8,13 @@ import h5py
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "bin" / "train"
-EVAL = ROOT / "bin" / "eval"
-CROSSCHECK = ROOT / "bin" / "crosscheck"
+# PELAB_BIN: another folder of the programs (make sanitize runs tests on its ASan/UBSan build).
+BIN = pathlib.Path(os.environ.get("PELAB_BIN", ROOT / "bin"))
+TRAIN = BIN / "train"
+EVAL = BIN / "eval"
+CROSSCHECK = ROOT / "bin" / "crosscheck"  # a test tool, never sanitized
+# The programs run under AddressSanitizer, which reserves terabytes of address space up front.
+SANITIZED = os.environ.get("PELAB_SANITIZED") == "1"
 FIXTURES = ROOT / "tests" / "fixtures"
 # libgomp's default spin-waiting makes two threads crawl when other processes share the cores.
 ENV = {**os.environ, "OMP_WAIT_POLICY": "passive"}

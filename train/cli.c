@@ -15,6 +15,7 @@
 
 #include "../model/moice.h"
 #include "checkpoint.h"
+#include "run_lock.h"
 #include "../data/run_data.h"
 
 static const char *const scope_titles[] = {
@@ -101,6 +102,8 @@ static const Flag run_flags[] = {
      .help = "AdamW first-moment decay"},
     {"beta2", "X", KIND_FLOAT, AT(run.adamw.beta2), SCOPE_TRAIN, 0, 1, 0, 1,
      .help = "AdamW second-moment decay"},
+    {"eps", "X", KIND_FLOAT, AT(run.adamw.eps), SCOPE_TRAIN, 0, INFINITY, 1,
+     .help = "AdamW epsilon, added to the root of the second moment"},
     {"clip", "X", KIND_FLOAT, AT(run.clip), SCOPE_TRAIN, 0, INFINITY,
      .help = "max global gradient norm; 0 turns clipping off"},
     {"dropout", "P", KIND_FLOAT, AT(run.model.dropout), SCOPE_TRAIN, 0, 1, 0, 1,
@@ -129,7 +132,8 @@ static const Flag run_flags[] = {
     {"out", "DIR", KIND_PATH, AT(out), SCOPE_RUN,
      .help = "output folder (--resume: FILE's folder; --init: the default + \"-ft\")",
      .default_text = "checkpoints/<task>-<pe>-s<seed>"},
-    {"force", NULL, KIND_SWITCH, AT(force), SCOPE_RUN, .help = "replace the run already in --out"},
+    {"force", NULL, KIND_SWITCH, AT(force), SCOPE_RUN,
+     .help = "replace the run already in --out (or the file of --write-data)"},
     {"allow-data-change", NULL, KIND_SWITCH, AT(allow_data_change), SCOPE_RUN,
      .help = "--resume on a --data file that changed since the checkpoint was saved"},
     {"resume", "FILE", KIND_PATH, AT(resume), SCOPE_RUN,
@@ -224,7 +228,7 @@ static void set_defaults(CliArgs *a) {
     r->batch = 32;
     r->steps = 1000;
     r->lr = 1e-3f;
-    r->min_lr = -1.0f;  // derived: lr / 10
+    r->min_lr = 0.0f;  // derived: --lr / 10 unless given (derive)
     r->schedule = SCHEDULE_COSINE;
     r->warmup = 100;
     r->adamw = (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
@@ -427,7 +431,7 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     // A preset's warmup suits its own --steps; a short trial run gets a tenth of its steps.
     if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
     if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
-    if (r->min_lr < 0.0f) r->min_lr = (float)(r->lr / 10.0);
+    if (!given_text(given, "min-lr")) r->min_lr = (float)(r->lr / 10.0);
     if (!given_text(given, "seq-len")) derive_context(r);
     // --data without a context from --seq-len, a preset named on purpose or --init: the
     // longest sample's, so that nothing is cut unasked.
@@ -540,6 +544,19 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+// --write-data replaces an existing file only with --force, and never anything but a file.
+static int check_write_data(const CliArgs *a, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(a->write_data, &st) != 0) return 0;
+    if (!S_ISREG(st.st_mode))
+        return flags_error(err, errlen, "--write-data %s exists and is not a regular file; give the path "
+                     "of a new file", a->write_data);
+    if (!a->force)
+        return flags_error(err, errlen, "--write-data %s already exists; pass --force to replace it, or "
+                     "another path", a->write_data);
+    return 0;
+}
+
 static int same_file(const char *a, const char *b) {
     struct stat sa, sb;
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
@@ -560,6 +577,8 @@ static int choose_out(CliArgs *a, char *err, size_t errlen) {
     char model[PATH_LEN + 16], metrics[PATH_LEN + 16];
     snprintf(model, sizeof model, "%s/model.h5", a->out);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", a->out);
+    long holder = run_lock_holder(a->out);
+    if (holder) return run_lock_busy("--out", a->out, holder, err, errlen);
     if (a->force || (a->resume[0] && same_file(a->resume, model))) return 0;
     if (exists(model) || exists(metrics))
         return flags_error(err, errlen,
@@ -653,5 +672,6 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     if (!resume && derive(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
     if (validate(a, err, errlen)) return -1;
     record_sources(a, given, &defaults, &preset, resume ? SCOPE_TRAIN : init ? SCOPE_MODEL : -1);
-    return a->write_data[0] || a->dry_run ? 0 : choose_out(a, err, errlen);
+    if (a->dry_run) return 0;
+    return a->write_data[0] ? check_write_data(a, err, errlen) : choose_out(a, err, errlen);
 }

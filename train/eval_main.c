@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../model/gpt.h"
 #include "../model/mspoe.h"
@@ -25,8 +26,8 @@
 #include "program.h"
 #include "../data/run_data.h"
 #include "flags.h"
-
-void openblas_set_num_threads(int);
+#include "../common/savefile.h"
+#include "run_lock.h"
 
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
@@ -252,7 +253,7 @@ static int append_json(FILE *out, const EvalArgs *a, const EvalSets *sets,
 }
 
 int main(int argc, char **argv) {
-    program_name = argc > 0 ? argv[0] : "bin/eval";
+    program_start(argc, argv, "bin/eval");
     static EvalArgs args;  // static: it holds path buffers
     char err[1024];
     if (parse_args(argc, argv, &args, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
@@ -262,13 +263,14 @@ int main(int argc, char **argv) {
     }
     if (set_up(&args, err, sizeof err)) die(EXIT_BAD_INPUT, "%s", err);
     // Opened before the work, so a path that cannot be written fails at once.
-    FILE *json = args.json[0] ? fopen(args.json, "a") : NULL;
+    int json_fd = args.json[0] ? run_lock_open_append(args.json, "--json", err, sizeof err) : -1;
+    if (args.json[0] && json_fd < 0) die(EXIT_BAD_INPUT, "%s", err);
+    FILE *json = args.json[0] ? fdopen(json_fd, "a") : NULL;
     if (args.json[0] && !json)
-        die(EXIT_BAD_INPUT, "cannot open --json %s: %s", args.json, strerror(errno));
+        die(EXIT_RUN_FAILED, "cannot open --json %s: %s", args.json, strerror(errno));
 
     RunConfig *r = &args.run;
-    omp_set_num_threads(r->threads);
-    openblas_set_num_threads(r->threads);
+    program_set_threads(r->threads);
     GPT model;
     if (gpt_build(&model, &r->model, r->batch, err, sizeof err)) die(EXIT_RUN_FAILED, "%s", err);
     if (checkpoint_load(args.checkpoint, &model, NULL, NULL, err, sizeof err))
@@ -287,9 +289,10 @@ int main(int argc, char **argv) {
     eval_print_table(stdout, sets, results);
     int status = 0;
     if (json) {
-        if (append_json(json, &args, sets, results) != 0 || fclose(json) != 0) {
+        if (append_json(json, &args, sets, results) != 0 || fflush(json) != 0 ||
+            fsync(fileno(json)) != 0 || fclose(json) != 0) {
             fprintf(stderr, "%s: cannot write to --json %s: %s\n", program_name, args.json,
-                    strerror(errno));
+                    savefile_why(errno));
             status = EXIT_RUN_FAILED;
         } else {
             printf("\nappended the results to %s\n", args.json);

@@ -239,6 +239,13 @@ int flags_check_range(const FlagTable *t, const Option *f, const void *values, c
     case KIND_FLOAT: x = *(const float *)p; break;
     default: return 0;
     }
+    // A checkpoint's config (--resume) can hold values the command line cannot.
+    if (!isfinite(x)) {
+        char value[64];
+        flags_format(t, f, values, value, sizeof value);
+        return flags_error(err, errlen, "--%s is %s, not a finite number; give a value in range",
+                           f->name, value);
+    }
     int below = f->lo_open ? x <= f->lo : x < f->lo;
     int above = f->hi_open ? x >= f->hi : x > f->hi;
     if (!below && !above) return 0;

@@ -5,6 +5,7 @@
 // 130 interrupted (the checkpoint was saved).
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,9 +29,7 @@
 #include "metrics.h"
 #include "program.h"
 #include "../data/run_data.h"
-
-// OpenBLAS's own call; the OpenMP build shares the pool that omp_set_num_threads sizes.
-void openblas_set_num_threads(int);
+#include "run_lock.h"
 
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2, EXIT_INTERRUPTED = 130 };
 
@@ -147,8 +146,7 @@ static void setup(Trainer *t) {
     if (run_data_load(&t->data, &src, 1, err, sizeof err) != 0 ||
         cli_check_data(a, &t->data, err, sizeof err) != 0)
         die(EXIT_BAD_INPUT, "%s", err);
-    omp_set_num_threads(r->threads);
-    openblas_set_num_threads(r->threads);
+    program_set_threads(r->threads);
     if (gpt_build(&t->model, &r->model, r->batch, err, sizeof err) != 0)
         die(EXIT_RUN_FAILED, "%s", err);
     gpt_set_trainable(&t->model, r->train_only);  // before loading: optim/ holds trainable ones
@@ -209,6 +207,10 @@ static void setup(Trainer *t) {
     if (dist_rank() != 0) return;
     if (make_dirs(a->out) != 0)
         die(EXIT_BAD_INPUT, "cannot create --out %s: %s", a->out, strerror(errno));
+    // Held until the program ends: no second run writes here meanwhile, and none was writing
+    // here when the temporary files of dead runs' saves are cleared.
+    if (run_lock_take(a->out, err, sizeof err) != 0) die(EXIT_BAD_INPUT, "%s", err);
+    run_lock_clean_temps(a->out);
     snprintf(t->checkpoint, sizeof t->checkpoint, "%s/model.h5", a->out);
     // A resumed run's log keeps the rows up to its checkpoint, wherever that checkpoint lives.
     char previous[4096 + 32] = "";
@@ -405,10 +407,22 @@ static void evaluate_and_log(Trainer *t) {
     fflush(stdout);
 }
 
+// The loss is the whole batch's, the same on every rank, so every rank ends here together; from
+// save(), rank 0 ends the others through die().
+static _Noreturn void die_diverged(const Trainer *t, long step, const char *what) {
+    die(EXIT_RUN_FAILED, "step %ld: %s, the run diverged; lower --lr (%g) or raise --warmup; "
+        "nothing from this step on was saved", step, what, (double)t->args.run.lr);
+}
+
 // Periodic saves that fail only warn (the previous checkpoint is intact and training goes on);
 // the caller decides what a failed final save means.
 static int save(Trainer *t) {
     if (dist_rank() != 0) return 0;
+    // A step can overflow the weights before any loss shows it; such a file could not be
+    // resumed, and it would replace the last good one.
+    for (size_t i = 0; i < t->model.num_parameters; i++)
+        if (!isfinite(t->model.params_memory[i]))
+            die_diverged(t, t->state.step, "the weights are no longer finite");
     char err[1024];
     if (checkpoint_save(t->checkpoint, &t->model, &t->opt, t->config_json, &t->state, err,
                         sizeof err) == 0)
@@ -506,6 +520,9 @@ static int train(Trainer *t) {
     while (t->state.step < stop && !t->stopping) {
         double step_start = now();
         float loss = train_step(t, t->state.step);
+        // The same on every rank (the whole batch's loss). Saving would put non-finite weights
+        // over the last good checkpoint.
+        if (!isfinite(loss)) die_diverged(t, t->state.step + 1, "the training loss is not finite");
         record_step(t, loss, now() - step_start, batch_real_tokens(t));
         long step = t->state.step;
         int last = step == r->steps;
@@ -559,7 +576,7 @@ static int dry_run(CliArgs *a) {
 }
 
 int main(int argc, char **argv) {
-    program_name = argc > 0 ? argv[0] : "bin/train";
+    program_start(argc, argv, "bin/train");
     dist_init(&argc, &argv);
     static Trainer trainer;  // static: CliArgs holds path buffers that need not live on the stack
     char err[1024];

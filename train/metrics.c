@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/savefile.h"
+
 // The step of one log line, or -1 if the line is not a row (for example the torn last line of a
 // run that was killed mid-write).
 static long row_step(const char *line) {
@@ -16,19 +18,17 @@ static long row_step(const char *line) {
     return value;
 }
 
-// Copies the rows of `previous` with step <= keep_through_step to a temporary file and renames
-// it over log->path: the old log stays whole until the new one is complete.
+// Saves the rows of `previous` with step <= keep_through_step as log->path (common/savefile.h:
+// the old log stays whole until the new one is complete and on disk).
 static int rewrite_log(const MetricsLog *log, FILE *previous, long keep_through_step, char *err,
                        size_t errlen) {
-    char tmp[sizeof log->path + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", log->path, (long)getpid());
-    FILE *out = fopen(tmp, "w");
+    char *kept = NULL, *line = NULL;
+    size_t kept_len = 0, cap = 0;
+    FILE *out = open_memstream(&kept, &kept_len);
     if (!out) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "out of memory for the rows of %s", log->path);
         return -1;
     }
-    char *line = NULL;
-    size_t cap = 0;
     while (getline(&line, &cap, previous) >= 0) {
         long step = row_step(line);
         if (step >= 0 && step <= keep_through_step)
@@ -37,12 +37,10 @@ static int rewrite_log(const MetricsLog *log, FILE *previous, long keep_through_
     free(line);
     int failed = ferror(previous) || ferror(out);
     failed |= fclose(out) != 0;
-    if (failed || rename(tmp, log->path) != 0) {
-        snprintf(err, errlen, "cannot rewrite %s: %s", log->path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    int rc = failed ? -1 : savefile_write(log->path, "metrics log", kept, kept_len, err, errlen);
+    if (failed) snprintf(err, errlen, "cannot read the rows of %s", log->path);
+    free(kept);
+    return rc;
 }
 
 int metrics_open(MetricsLog *log, const char *dir, const char *previous, long keep_through_step,
@@ -59,7 +57,7 @@ int metrics_open(MetricsLog *log, const char *dir, const char *previous, long ke
         if (rc) return -1;
     }
     log->file = fopen(log->path, prev ? "a" : "w");
-    if (!log->file) {
+    if (!log->file || savefile_sync_folder(log->path) != 0) {
         snprintf(err, errlen, "cannot open %s: %s", log->path, strerror(errno));
         return -1;
     }
@@ -78,10 +76,13 @@ int metrics_append(MetricsLog *log, const MetricsRow *row, const EvalSets *sets,
     metrics_add_results(obj, sets, results);
     char *text = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
-    int failed = !text || fprintf(log->file, "%s\n", text) < 0 || fflush(log->file) != 0;
+    // On disk before the run goes on: a crash loses no row already reported, and a torn last
+    // line is all it can leave (row_step skips it).
+    int failed = !text || fprintf(log->file, "%s\n", text) < 0 || fflush(log->file) != 0 ||
+                 fsync(fileno(log->file)) != 0;
     free(text);
     if (failed) {
-        snprintf(err, errlen, "cannot write to %s: %s", log->path, strerror(errno));
+        snprintf(err, errlen, "cannot write to %s: %s", log->path, savefile_why(errno));
         return -1;
     }
     return 0;
