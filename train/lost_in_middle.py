@@ -134,6 +134,14 @@ def methods_of(rope, seed, snap, out, rows, a):
     return results
 
 
+def training_curve(rope):
+    """The rope run's own evaluations (its --eval-every rows): does the dip close with training?"""
+    rows = [json.loads(l) for l in (rope / "metrics.jsonl").read_text().splitlines()]
+    return [{"step": r["step"], "loss": r["loss"], "accuracy": r["sweep"]["accuracy"],
+             "middle_mean": r["sweep"]["middle_mean"], "scored": r["eval"]["bin0"]["scored"]}
+            for r in rows if "sweep" in r]
+
+
 def mean_sd(values):
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
@@ -193,6 +201,18 @@ def tables(results, a):
                     lines.append(f"| {m} | {split} | " + " | ".join(pct(p[k]) for k in ANSWERS)
                                  + " |")
         lines.append("")
+    curves = results["training"]
+    steps = [c["step"] for c in next(iter(curves.values()))]
+    if steps:
+        lines += ["### the rope runs' own evaluations: middle mean % (first bin %, last bin %), "
+                  f"{next(iter(curves.values()))[0]['scored']} queries a bin", "",
+                  "| seed | " + " | ".join(f"step {s}" for s in steps) + " |",
+                  "|---" * (len(steps) + 1) + "|"]
+        for seed, c in curves.items():
+            lines.append(f"| {seed} | " + " | ".join(
+                f"{100 * e['middle_mean']:.1f} ({100 * e['accuracy'][0]:.0f}, "
+                f"{100 * e['accuracy'][-1]:.0f})" for e in c) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -214,10 +234,14 @@ def plot(results, a, path):
             lo = [min(per[m]["accuracy"][b] for per in r["seeds"].values()) for b in x]
             hi = [max(per[m]["accuracy"][b] for per in r["seeds"].values()) for b in x]
             line, = ax.plot(x, [100 * v for v in s["accuracy_mean"]], marker=marker, label=m)
-            ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], alpha=0.15,
+            ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], alpha=0.1,
                             color=line.get_color())
+            for per in r["seeds"].values():
+                ax.plot(x, [100 * v for v in per[m]["accuracy"]], lw=0.6, alpha=0.5,
+                        color=line.get_color())
         ax.set_title(f"{snap} (step {r['step']}): mean of seeds {', '.join(map(str, a.seeds))}, "
-                     "band = min..max", fontsize=9)
+                     "band = min..max, thin lines = each seed",
+                     fontsize=9)
         ax.set_xlabel("position bin of the queried pair (0 = first pairs)")
         ax.set_ylabel("accuracy % of the queried value")
         ax.set_xticks(list(x))
@@ -282,7 +306,7 @@ def main():
     rows = out / "sweeps.jsonl"
     if rows.exists():
         rows.unlink()
-    snapshots = {}
+    snapshots, training = {}, {}
     for seed in a.seeds:
         seed_out = out / f"s{seed}"
         for snap, rope in rope_snapshots(seed, seed_out, a).items():
@@ -290,11 +314,12 @@ def main():
             with h5py.File(rope / "model.h5", "r") as f:
                 entry["step"] = int(f.attrs["step"])
             entry["seeds"][str(seed)] = methods_of(rope, seed, snap, seed_out, rows, a)
+        training[str(seed)] = training_curve(seed_out / "rope")
     for entry in snapshots.values():
         entry["summary"] = summarise(entry["seeds"])
         entry["scored"] = next(iter(next(iter(entry["seeds"].values())).values()))["scored"]
     settings = {k: v for k, v in vars(a).items() if k not in ("out", "reuse")}
-    results = {"settings": settings, "snapshots": snapshots}
+    results = {"settings": settings, "snapshots": snapshots, "training": training}
 
     table = tables(results, a)
     print("\n" + table)

@@ -3,9 +3,9 @@
 - Happy path: two seeds of a 20-step rope run (stopped at step 10 for the early snapshot), Ms-PoE
   and one MoICE fine-tuning, with the duplicate-key probe. The rope runs are trained with the
   queried pair never in the middle; each seed's rope sweep is the rope run's own last evaluation
-  (same sequences and threads), each interval holds its accuracy, the summary is the seeds' mean
-  and sample sd, the probe's three answers cover every query of the P(P+1)/2 splits; the
-  report's table, JSON and PNG are written.
+  (same sequences and threads) and the last row of its training curve, each interval holds its
+  accuracy, the summary is the seeds' mean and sample sd, the probe's three answers cover every
+  query of the P(P+1)/2 splits; the report's table, JSON and PNG are written.
 - Bad input: a middle share outside [0, 1] is refused before anything runs.
 """
 import json
@@ -54,6 +54,8 @@ def test_each_seed_is_its_runs_own_evaluation(report):
     for seed in SEEDS:
         last = json.loads((out / f"s{seed}" / "rope" / "metrics.jsonl").read_text().splitlines()[-1])
         assert trained["seeds"][str(seed)]["rope"]["accuracy"] == last["sweep"]["accuracy"]
+        assert results["training"][str(seed)][-1]["step"] == 20
+        assert results["training"][str(seed)][-1]["accuracy"] == last["sweep"]["accuracy"]
         for method in METHODS:
             r = trained["seeds"][str(seed)][method]
             assert len(r["accuracy"]) == 10 and r["scored"] == 32
@@ -91,7 +93,7 @@ def test_report_files(report):
     table = (out / "table.md").read_text()
     for method in METHODS:
         assert f"| {method} |" in table
-    assert "| rope | 2 |" in table and "| rope | 0-2 |" in table
+    assert "| rope | 2 |" in table and "| rope | 0-2 |" in table and "| step 20 |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
