@@ -26,7 +26,7 @@ programs a user has, once per seed:
 The first version of this experiment (one seed, 10 % of training queries in the middle, a
 snapshot at step 250, routers with pelab's MoICE defaults and the `short` bases):
     --seeds 1 --middle-share 0.1 --early-step 250 --moice-recipe pelab --moice-bases short
-        --probe 0 --eval-seqs 256
+        --probe 0 --eval-seqs 256 --threads 2
 
 The MoICE runs take kvret's preset task (uniform positions: middle queries included), since
 --init takes the model from the rope run and the task from the flags: the routers are
@@ -109,12 +109,15 @@ def rope_snapshots(seed, out, a):
 def moice_checkpoint(rope, bases, seed, out, a):
     """Routers fine-tuned on the rope checkpoint with everything else frozen."""
     if a.moice_recipe == "official":
-        recipe = ["--moice-recipe", "official"] + ([] if bases == "official" else ["--moice-bases", bases])
+        recipe = ["--moice-recipe", "official"]
+        recipe += [] if bases == "official" else ["--moice-bases", bases]
     else:
         recipe = ["--moice-bases", bases, *PELAB_MOICE]
-    for flag, value in (("--steps", a.moice_steps), ("--lr", a.moice_lr)):
-        if value is not None:
-            recipe += [flag, value] + (["--min-lr", value] if flag == "--lr" else [])
+    # given after the recipe, so they win (bin/train: the last value of a flag counts)
+    if a.moice_steps is not None:
+        recipe += ["--steps", a.moice_steps]
+    if a.moice_lr is not None:
+        recipe += ["--lr", a.moice_lr, "--min-lr", a.moice_lr]
     if not (a.reuse and (out / "model.h5").exists()):
         run([TRAIN, "--init", rope / "model.h5", *recipe, "--eval-every", 0, "--seed", seed,
              "--threads", a.threads, "--out", out, "--force"])
@@ -274,7 +277,8 @@ def main():
     ap.add_argument("--out", default="checkpoints/lost-in-middle")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--threads", type=int, default=1,
-                    help="threads of every run (the classroom model gains little from more)")
+                    help="threads of every run and evaluation (results depend on the count; the "
+                         "classroom model gains little from a second thread on a shared machine)")
     ap.add_argument("--middle-share", type=float, default=0.0,
                     help="share of the rope run's training queries in the middle "
                          "(--kv-middle-share; 0: never, the lasting U's biased data)")
@@ -293,7 +297,7 @@ def main():
     ap.add_argument("--probe", type=int, default=3,
                     help="bin/eval --kv-duplicate-probe P (0: no probe)")
     ap.add_argument("--eval-seqs", type=int, default=1024, help="bin/eval sequences per split")
-    ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --out")
+    ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --out (they must come from the same settings)")
     ap.add_argument("extra", nargs="*", help="flags for the rope run (after --)")
     a = ap.parse_args()
     if not 0 <= a.middle_share <= 1:
