@@ -38,6 +38,19 @@ def strip_checksum(path):
     pathlib.Path(path).write_bytes(data[512:])
 
 
+def rechecksum(path):
+    """Writes pelab's checksum record (docs/formats.md) anew over a pelab file edited in place
+    through h5py (which leaves the 512-byte user block as it was): the edited file then reads as
+    pelab wrote it, so a test reaches the loader's own checks on its contents."""
+    import hashlib
+    data = bytearray(pathlib.Path(path).read_bytes())
+    assert data.startswith(b"pelab-checksum 1\n"), f"{path} has no checksum record"
+    body = bytes(data[512:])
+    record = f"pelab-checksum 1\nsha256 {hashlib.sha256(body).hexdigest()}\nbytes {len(body)}\n"
+    data[:512] = record.encode().ljust(512, b"\0")
+    pathlib.Path(path).write_bytes(bytes(data))
+
+
 def checkpoint_contents(path):
     """Every dataset of a checkpoint, and the attributes that must match between equal runs
     (elapsed time is wall clock, so it is left out)."""

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import pytest
 
-from harness import ENV, EVAL, ROOT, SANITIZED, TRAIN, assert_refused, run, train
+from harness import ENV, EVAL, ROOT, SANITIZED, TRAIN, assert_refused, rechecksum, run, train
 
 TINY = ["--pe", "abs", "--lr", "0.001", "--layers", "1", "--dim", "16", "--heads", "2",
         "--seq-len", "16", "--batch", "4", "--eval-seqs", "8", "--threads", "1"]
@@ -242,6 +242,7 @@ def edit_config(checkpoint, section, key, text):
         assert needle in config, config
         # a fixed-length string, as pelab writes it
         f.attrs["config"] = np.bytes_(config.replace(needle, f'"{key}":{text}'))
+    rechecksum(checkpoint)  # as if pelab had written the edited config
 
 
 @pytest.mark.parametrize("key,text,fragment", [
@@ -329,6 +330,7 @@ def unscore(path, group, rows):
         mask = f[group]["score_mask"][()]
         mask[rows] = 0
         f[group]["score_mask"][...] = mask
+    rechecksum(path)
 
 
 @pytest.mark.parametrize("group,rows,fragment", [
