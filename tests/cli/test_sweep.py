@@ -46,13 +46,19 @@ def interrupted(tmp_path_factory):
     folder = cwd / "sweeps" / "pe-seeds"
     proc = subprocess.Popen([str(SWEEP), "run", str(grid), "--jobs", "2"], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    # A generous deadline: on a loaded machine the first pair of runs alone can take minutes.
+    deadline, ready = time.time() + 900, False
+    while time.time() < deadline and not ready and proc.poll() is None:
         done = set(summaries(folder)) if (folder / "summaries").exists() else set()
-        if done and any(0 < step < FLAGS["steps"] for step in checkpoint_steps(folder).values()):
-            break
-        time.sleep(0.05)
+        ready = bool(done) and any(0 < step < FLAGS["steps"]
+                                   for step in checkpoint_steps(folder).values())
+        if not ready:
+            time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
+    if not ready:
+        out, _ = proc.communicate(timeout=60)
+        pytest.fail("the sweep never had a finished run and a run between checkpoints at once, "
+                    "so the interruption tests cannot run:\n" + out)
     out, _ = proc.communicate(timeout=60)
     return cwd, grid, folder, proc.returncode, out
 
