@@ -172,7 +172,8 @@ test-mpi bench-mpi:
 # fuzz-run` runs each for FUZZ_RUNS inputs (at most FUZZ_SECONDS) from a fixed seed, starting
 # from its committed seeds (tests/fuzz/corpus/<target>/: files pelab wrote; the inputs it once
 # crashed on are the unit tests' to replay); what it finds goes to build-fuzz/corpus/<target>/,
-# its log to build-fuzz/<target>.log.
+# its log to build-fuzz/<target>.log. Paths are absolute: a target may work in a folder of its
+# own (fuzz_flags does, so that the runs it parses write nothing here).
 .PHONY: fuzz fuzz-run
 FUZZ_CC      ?= clang
 FUZZ_RUNS    ?= 100000
@@ -194,11 +195,12 @@ bin/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
 # the log's end and the input that did it (build-fuzz/<target>-crash-*).
 fuzz-run: fuzz
 	@for t in $(FUZZ_BINS); do \
-	    n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
-	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo tests/fuzz/corpus/$$n); \
+	    n=$$(basename $$t); out=$(CURDIR)/build-fuzz; mkdir -p $$out/corpus/$$n; \
+	    seeds=$$([ -d tests/fuzz/corpus/$$n ] && echo $(CURDIR)/tests/fuzz/corpus/$$n); \
+	    dict=$$([ -f tests/fuzz/$$n.dict ] && echo -dict=$(CURDIR)/tests/fuzz/$$n.dict); \
 	    $$t -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
-	        build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$$out/$$n- $$dict \
+	        $$out/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 \
 	        || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
 	    echo "$$n: $$(grep -o 'number_of_executed_units: *[0-9]*' build-fuzz/$$n.log | \
 	        grep -o '[0-9]*$$') inputs, no crash, no hang"; \
