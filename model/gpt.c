@@ -181,59 +181,73 @@ static size_t pe_act_size(const GPTConfig *c, int T) {
 }
 
 // Lays the activations out for (B, T); with ptr == NULL only counts. Returns the float count.
-static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConfig *c, int B, int T) {
-    size_t N = (size_t)B * T, C = c->n_embd, H = c->n_head, F = c->ffn_dim, V = c->vocab_size;
+// Every tensor but the attention module's holds B rows of a fixed size each, one after the
+// other; with row0 > 0 the pointers are those of rows row0.. of each tensor (a replica's
+// slices, see GPT.replicas), which the module's tensors do not have (replicas need row0 == 0
+// for them, so the team is off when a module is on).
+static size_t layout_activations(ActivationTensors *a, float *ptr, const GPTConfig *c, int B,
+                                 int T, int row0) {
+    size_t C = c->n_embd, H = c->n_head, F = c->ffn_dim, V = c->vocab_size, TC = (size_t)T * C;
     size_t total = 0;
-#define TAKE(dst, count)                   \
-    do {                                   \
-        (dst) = ptr ? ptr + total : NULL;  \
-        total += (count);                  \
+#define TAKE(dst, per_row)                                       \
+    do {                                                         \
+        (dst) = ptr ? ptr + total + (size_t)row0 * (per_row) : NULL; \
+        total += (size_t)B * (per_row);                          \
     } while (0)
-    TAKE(a->encoded, N * C);
-    size_t pe_floats = (size_t)B * H * pe_act_size(c, T);
+    TAKE(a->encoded, TC);
+    size_t pe_per_row = H * pe_act_size(c, T);
     const AttentionModule *mod = module_of(c);
     size_t att_blocks = mod && mod->att_blocks ? (size_t)mod->att_blocks(c) : 1;
     size_t module_floats = mod && mod->act_size ? mod->act_size(c, B, T) : 0;
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *la = &a->layer[l];
-        TAKE(la->ln1, N * C);
-        TAKE(la->ln1_mean, N);
-        TAKE(la->ln1_rstd, N);
-        TAKE(la->qkv, N * 3 * C);
-        TAKE(la->att, (size_t)B * H * T * T * att_blocks);
-        TAKE(la->atty, N * C);
-        TAKE(la->attproj, N * C);
-        TAKE(la->res2, N * C);
-        TAKE(la->ln2, N * C);
-        TAKE(la->ln2_mean, N);
-        TAKE(la->ln2_rstd, N);
-        TAKE(la->fch, N * F);
-        TAKE(la->fch_act, N * F);
-        TAKE(la->fcproj, N * C);
-        TAKE(la->res3, N * C);
-        TAKE(la->pe, pe_floats);
-        if (!pe_floats) la->pe = NULL;
-        TAKE(la->module, module_floats);
-        if (!module_floats) la->module = NULL;
+        TAKE(la->ln1, TC);
+        TAKE(la->ln1_mean, (size_t)T);
+        TAKE(la->ln1_rstd, (size_t)T);
+        TAKE(la->qkv, 3 * TC);
+        TAKE(la->att, H * T * T * att_blocks);
+        TAKE(la->atty, TC);
+        TAKE(la->attproj, TC);
+        TAKE(la->res2, TC);
+        TAKE(la->ln2, TC);
+        TAKE(la->ln2_mean, (size_t)T);
+        TAKE(la->ln2_rstd, (size_t)T);
+        TAKE(la->fch, (size_t)T * F);
+        TAKE(la->fch_act, (size_t)T * F);
+        TAKE(la->fcproj, TC);
+        TAKE(la->res3, TC);
+        TAKE(la->pe, pe_per_row);
+        if (!pe_per_row) la->pe = NULL;
+        la->module = ptr && module_floats ? ptr + total : NULL;
+        total += module_floats;
     }
-    TAKE(a->lnf, N * C);
-    TAKE(a->lnf_mean, N);
-    TAKE(a->lnf_rstd, N);
-    TAKE(a->logits, N * V);
-    TAKE(a->probs, N * V);
-    TAKE(a->losses, N);
+    TAKE(a->lnf, TC);
+    TAKE(a->lnf_mean, (size_t)T);
+    TAKE(a->lnf_rstd, (size_t)T);
+    TAKE(a->logits, (size_t)T * V);
+    TAKE(a->probs, (size_t)T * V);
+    TAKE(a->losses, (size_t)T);
 #undef TAKE
     return total;
 }
 
-static size_t layout_scratch(GradScratch *g, float *ptr, const GPTConfig *c, int B, int T) {
-    size_t N = (size_t)B * T, C = c->n_embd;
+// The backward's scratch for (B, T), rows row0.. of each tensor as above; the module's share
+// is laid out whole after them.
+static size_t layout_scratch(GradScratch *g, float *ptr, const GPTConfig *c, int B, int T,
+                             int row0) {
+    size_t TC = (size_t)T * c->n_embd;
     const AttentionModule *mod = module_of(c);
-    size_t sizes[] = {N * C, N * C, N * C, N * C, N * 3 * C, N * c->ffn_dim, N * c->vocab_size,
-                      mod && mod->scratch_size ? mod->scratch_size(c, B, T) : 0};
+    size_t per_row[] = {TC, TC, TC, TC, 3 * TC, (size_t)T * c->ffn_dim, (size_t)T * c->vocab_size};
     float **const slots[] = {&g->dres, &g->dbranch, &g->dnorm, &g->datty, &g->dqkv, &g->dfch,
-                             &g->dlogits, &g->module};
-    return carve_floats(ptr, slots, sizes, 8);
+                             &g->dlogits};
+    size_t total = 0;
+    for (int i = 0; i < 7; i++) {
+        *slots[i] = ptr ? ptr + total + (size_t)row0 * per_row[i] : NULL;
+        total += (size_t)B * per_row[i];
+    }
+    size_t module_floats = mod && mod->scratch_size ? mod->scratch_size(c, B, T) : 0;
+    g->module = ptr && module_floats ? ptr + total : NULL;
+    return total + module_floats;
 }
 
 // The size of the PE tensors a score hook reads: one layer's, or the shared ones.
@@ -272,8 +286,8 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
     m->max_batch = max_batch;
     build_table(m);
     int B = max_batch, T = config->seq_len;
-    m->num_activations = layout_activations(&m->acts, NULL, config, B, T);
-    size_t scratch = layout_scratch(&m->scratch, NULL, config, B, T);
+    m->num_activations = layout_activations(&m->acts, NULL, config, B, T, 0);
+    size_t scratch = layout_scratch(&m->scratch, NULL, config, B, T, 0);
     m->n_threads = omp_get_max_threads();
     m->att_work_per_thread = 2 * (size_t)T * T +
                              (config->pe->score_scratch_size ? config->pe->score_scratch_size(config, T) : 0);
@@ -284,23 +298,30 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
     m->scratch_memory = calloc(scratch, sizeof(float));
     m->att_work = calloc(m->att_work_per_thread * m->n_threads, sizeof(float));
     m->pe_grad_work = calloc(m->pe_grad_size * m->n_threads + 1, sizeof(float));
+    int team = m->n_threads > 1 && !m->module;
+    if (team) {
+        m->replicas = calloc((size_t)m->n_threads, sizeof(GPT));
+        m->replica_grads = calloc((m->n_threads - 1) * m->num_parameters, sizeof(float));
+    }
     if (!m->params_memory || !m->grads_memory || !m->acts_memory || !m->scratch_memory ||
-        !m->att_work || !m->pe_grad_work) {
+        !m->att_work || !m->pe_grad_work || (team && (!m->replicas || !m->replica_grads))) {
         // Named by size, so that the message blames what is large: weights or activations.
         double weights = (double)m->num_parameters * sizeof(float);
         double acts = (double)(m->num_activations + scratch) * sizeof(float);
-        char w[32], g[32];
+        int grad_copies = team ? m->n_threads : 1;
+        char w[32], g[32], per_thread[48] = "";
         format_bytes(w, sizeof w, weights);
         format_bytes(g, sizeof g, acts);
+        if (grad_copies > 1) snprintf(per_thread, sizeof per_thread, " for each of %d threads", grad_copies);
         snprintf(err, errlen, "out of memory for the model: %zu parameters take %s (and their "
-                 "gradients as much again), activations for --batch %d x %d tokens %s; lower %s",
-                 m->num_parameters, w, B, T, g,
-                 2 * weights > acts ? "--dim, --ffn or --layers" : "--batch or --seq-len");
+                 "gradients as much again%s), activations for --batch %d x %d tokens %s; lower %s",
+                 m->num_parameters, w, per_thread, B, T, g,
+                 (1 + grad_copies) * weights > acts ? "--dim, --ffn or --layers" : "--batch or --seq-len");
         gpt_free(m);
         return -1;
     }
     gpt_set_trainable(m, TRAIN_ALL);
-    layout_scratch(&m->scratch, m->scratch_memory, config, B, T);
+    layout_scratch(&m->scratch, m->scratch_memory, config, B, T, 0);
     return 0;
 }
 
@@ -312,6 +333,8 @@ void gpt_free(GPT *m) {
     free(m->scratch_memory);
     free(m->att_work);
     free(m->pe_grad_work);
+    free(m->replicas);
+    free(m->replica_grads);
     memset(m, 0, sizeof *m);
 }
 
@@ -499,23 +522,13 @@ static void residual_forward(float *out, const float *a, const float *b, size_t 
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, int T,
-                  int training, uint64_t dropout_key) {
+// The forward over the rows m holds (its B, T, inputs, targets and activations are set).
+static void forward_rows(GPT *m) {
     const GPTConfig *c = &m->config;
     const ParameterTensors *p = &m->params;
     ActivationTensors *a = &m->acts;
-    int C = c->n_embd, V = c->vocab_size, N = B * T;
-    m->B = B;
-    m->T = T;
-    m->inputs = inputs;
-    m->targets = targets;
-    m->training = training;
-    m->dropout_key = dropout_key;
-    // Lay the activations out for this (B, T) so every tensor is contiguous at its real size.
-    layout_activations(a, m->acts_memory, c, B, T);
-    memset(m->module_sums, 0, sizeof m->module_sums);
-
-    embedding_forward(a->encoded, inputs, p->wte, N, C);
+    int B = m->B, T = m->T, C = c->n_embd, V = c->vocab_size, N = B * T;
+    embedding_forward(a->encoded, m->inputs, p->wte, N, C);
     if (c->pe->embed_forward) c->pe->embed_forward(a->encoded, p->pe_shared, c, B, T);
     drop(m, a->encoded, (size_t)T * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
 
@@ -545,10 +558,69 @@ float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, 
         head_in = a->lnf;
     }
     matmul_forward(a->logits, head_in, p->wte, NULL, N, C, V);
-    m->n_scored = crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V);
+    m->n_scored = crossentropy_forward(a->losses, a->probs, a->logits, m->targets, N, V);
     double sum = 0.0;
     for (int n = 0; n < N; n++) sum += a->losses[n];
     m->loss_sum = sum;
+}
+
+// Whether a forward of B sequences runs as a team of replicas (GPT.replicas): two rows at least.
+static int team_forward(const GPT *m, int B) { return m->replicas && B >= 2; }
+
+// Sets replica k of a team of n up for its shard of the batch m is forwarding: m's fields as
+// they are (config, trainable set, dropout, batch_row0...), then its rows, its slices of the
+// activations and scratch, its thread's attention work areas and its own gradient buffer.
+static void replica_setup(GPT *m, int k, int n) {
+    GPT *r = &m->replicas[k];
+    int lo = m->B * k / n, hi = m->B * (k + 1) / n, T = m->T;
+    memcpy(r, m, sizeof *r);
+    r->replicas = NULL;
+    r->replica_grads = NULL;
+    r->team_size = 0;
+    r->n_threads = 1;
+    r->B = hi - lo;
+    r->inputs = m->inputs + (size_t)lo * T;
+    r->targets = m->targets + (size_t)lo * T;
+    r->batch_row0 = m->batch_row0 + lo;
+    r->shard_row0 = lo;
+    layout_activations(&r->acts, m->acts_memory, &m->config, m->B, T, lo);
+    layout_scratch(&r->scratch, m->scratch_memory, &m->config, m->B, T, lo);
+    r->att_work = m->att_work + (size_t)k * m->att_work_per_thread;
+    r->pe_grad_work = m->pe_grad_work + (size_t)k * m->pe_grad_size;
+    if (k > 0) r->grads_memory = m->replica_grads + (size_t)(k - 1) * m->num_parameters;
+    bind_pointers(r);
+}
+
+float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                  int training, uint64_t dropout_key) {
+    m->B = B;
+    m->T = T;
+    m->inputs = inputs;
+    m->targets = targets;
+    m->training = training;
+    m->dropout_key = dropout_key;
+    // Lay the activations out for this (B, T) so every tensor is contiguous at its real size.
+    layout_activations(&m->acts, m->acts_memory, &m->config, B, T, 0);
+    memset(m->module_sums, 0, sizeof m->module_sums);
+    m->team_size = 0;
+    if (!team_forward(m, B)) {
+        forward_rows(m);
+    } else {
+#pragma omp parallel num_threads(B < m->n_threads ? B : m->n_threads)
+        {
+            int k = omp_get_thread_num(), n = omp_get_num_threads();
+            replica_setup(m, k, n);
+            forward_rows(&m->replicas[k]);
+            if (k == 0) m->team_size = n;
+        }
+        // the shards' sums added up in shard order
+        m->n_scored = 0;
+        m->loss_sum = 0.0;
+        for (int k = 0; k < m->team_size; k++) {
+            m->n_scored += m->replicas[k].n_scored;
+            m->loss_sum += m->replicas[k].loss_sum;
+        }
+    }
     set_losses(m);
     return m->mean_loss;
 }
@@ -569,7 +641,8 @@ void gpt_set_batch_sums(GPT *m, const double *sums) {
 
 void gpt_zero_grad(GPT *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
 
-void gpt_backward(GPT *m) {
+// The backward over the rows m holds, accumulating into the gradients m points at.
+static void backward_rows(GPT *m) {
     const GPTConfig *c = &m->config;
     const ParameterTensors *p = &m->params;
     const ParameterTensors *g = &m->grads;
@@ -577,11 +650,6 @@ void gpt_backward(GPT *m) {
     GradScratch *s = &m->scratch;
     int C = c->n_embd, V = c->vocab_size, N = m->B * m->T;
     size_t NC = (size_t)N * C;
-    if (m->qk_override.forward) {
-        // A caller's bug, not a user's: the override has no backward (Ms-PoE, model/mspoe.h).
-        fprintf(stderr, "gpt_backward: the qk override is evaluation-only; release it before training\n");
-        abort();
-    }
     float aux_grad[MODULE_MAX_SUMS] = {0};
     int aux_on = m->module && m->module->objective_grad &&
                  m->module->objective_grad(c, m->module_sums, aux_grad);
@@ -643,6 +711,38 @@ void gpt_backward(GPT *m) {
     drop(m, s->dres, (size_t)m->T * C, active_dropout(m), site_key(m, -1, SITE_EMBEDDING));
     if (c->pe->embed_backward && g->pe_shared) c->pe->embed_backward(g->pe_shared, s->dres, c, m->B, m->T);
     if (g->wte) embedding_backward(g->wte, s->dres, m->inputs, N, C);
+}
+
+void gpt_backward(GPT *m) {
+    if (m->qk_override.forward) {
+        // A caller's bug, not a user's: the override has no backward (Ms-PoE, model/mspoe.h).
+        fprintf(stderr, "gpt_backward: the qk override is evaluation-only; release it before training\n");
+        abort();
+    }
+    if (!m->team_size) {
+        backward_rows(m);
+        return;
+    }
+    size_t P = m->num_parameters;
+#pragma omp parallel num_threads(m->team_size)
+    {
+        int k = omp_get_thread_num();
+        GPT *r = &m->replicas[k];
+        // The whole batch's sums (gpt_set_batch_sums may have changed them since the forward):
+        // each shard's gradient is its share of the batch's.
+        r->n_scored = m->n_scored;
+        r->loss_sum = m->loss_sum;
+        memcpy(r->module_sums, m->module_sums, sizeof m->module_sums);
+        set_losses(r);
+        if (k > 0) memset(r->grads_memory, 0, P * sizeof(float));
+        backward_rows(r);
+#pragma omp barrier
+        // Replica 0 accumulated into grads_memory; the others' gradients are added in replica
+        // order, each thread summing its share of the parameters.
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < P; i++)
+            for (int o = 1; o < m->team_size; o++) m->grads_memory[i] += m->replica_grads[(o - 1) * P + i];
+    }
 }
 
 double gpt_flops_per_step(const GPTConfig *c, int B, int T) {

@@ -192,6 +192,21 @@ typedef struct GPT {
     int grad_floor;
 
     QKOverride qk_override;  // forward NULL: none
+
+    // Data parallelism across threads (gpt_build, when n_threads > 1 and no attention module
+    // is on): a batch of B >= 2 sequences is cut into one shard of rows per thread, and thread k
+    // forwards and backwards rows [B k / n, B (k + 1) / n) on replicas[k], a copy of this model
+    // that shares its parameters and sees slices of its activations (so after gpt_forward the
+    // activations hold the whole batch, as without threads) but accumulates its gradients in
+    // replica_grads (replica 0: in grads_memory); gpt_backward adds them up in replica order.
+    // One parallel region a pass replaces a few hundred small ones, and each shard's products
+    // run on one thread. The qk override runs in each replica (on its rows, see shard_row0). Same threads, same bits; another thread count splits the products
+    // differently, so its results differ in the last bits.
+    struct GPT *replicas;  // n_threads of them, or NULL
+    float *replica_grads;  // (n_threads - 1) x num_parameters
+    int team_size;         // threads of the latest forward's team; 0: the forward had none
+    int shard_row0;        // a replica's first row in its model's batch (0 in the model itself):
+                           // per-row state that users keep at max_batch rows (Ms-PoE) goes there
 } GPT;
 
 // Allocates every buffer for batches of up to max_batch sequences of up to config.seq_len.

@@ -120,7 +120,7 @@ int mspoe_enable(GPT *m, const MsPoEConfig *config, char *err, size_t errlen) {
         s->ratios = calloc((size_t)c->n_layer * BH, sizeof(double));
         s->scores = calloc(BH, sizeof(float));
         s->ranks = calloc(BH, sizeof(int));
-        s->row_work = calloc((size_t)m->n_threads * c->seq_len, sizeof(float));
+        s->row_work = calloc(BH * c->seq_len, sizeof(float));
         s->query_rows = calloc((size_t)m->max_batch, sizeof(int));
     }
     m->qk_override = (QKOverride){.applies = mspoe_applies, .forward = mspoe_qk_forward,
@@ -197,23 +197,26 @@ void mspoe_qk_forward(GPT *m, int layer, float *qkv) {
     struct MsPoE *s = state_of(m);
     const GPTConfig *c = &m->config;
     int B = m->B, T = m->T, C = c->n_embd, H = c->n_head, d = C / H;
-    double *ratios = s->ratios + (size_t)layer * m->max_batch * H;
+    // A replica (gpt.h) forwards rows shard_row0.. of the batch: its rows' state is theirs.
+    size_t row0 = (size_t)m->shard_row0;
+    double *ratios = s->ratios + ((size_t)layer * m->max_batch + row0) * H;
+    float *scores = s->scores + row0 * H;
+    int *ranks = s->ranks + row0 * H, *query_rows = s->query_rows + row0;
     if (s->config.order != MSPOE_ORDER_PLAIN) {
-        find_query_rows(m->targets, B, T, s->query_rows);
+        find_query_rows(m->targets, B, T, query_rows);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(m->n_threads)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 const float *q = qkv + (size_t)b * T * 3 * C + h * d;
-                float *work = s->row_work + (size_t)omp_get_thread_num() * c->seq_len;
-                s->scores[b * H + h] =
-                    mspoe_position_score(q, q + C, 3 * C, d, s->query_rows[b], work);
+                float *work = s->row_work + ((row0 + b) * H + h) * c->seq_len;
+                scores[b * H + h] = mspoe_position_score(q, q + C, 3 * C, d, query_rows[b], work);
             }
     }
     for (int b = 0; b < B; b++) {
-        int *rank = s->ranks + b * H;
+        int *rank = ranks + b * H;
         if (s->config.order == MSPOE_ORDER_PLAIN)
             for (int h = 0; h < H; h++) rank[h] = h;
-        else mspoe_rank_heads(s->scores + b * H, H, rank);
+        else mspoe_rank_heads(scores + b * H, H, rank);
         // score: head h takes the ratio of index rank[h]. official: head h takes index order[h],
         // the head whose rank is h; so head rank[g] takes index g.
         for (int h = 0; h < H; h++)

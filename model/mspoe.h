@@ -58,7 +58,7 @@ struct MsPoE {
     double *ratios;    // [L, max_batch, H]: r of each (layer >= skip, sequence, head), latest forward
     float *scores;     // [max_batch, H]: position-awareness scores of the layer being computed
     int *ranks;        // [max_batch, H]: and the heads' ranks
-    float *row_work;   // [n_threads, T]: one attention row per thread
+    float *row_work;   // [max_batch, H, T]: one attention row per (sequence, head)
     int *query_rows;   // [max_batch]: the scored row of each sequence (see above)
 };
 

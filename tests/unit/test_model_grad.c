@@ -12,6 +12,8 @@
 // kept clear of ties, and the whole K < N model against PyTorch autograd.
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -290,4 +292,60 @@ Test(model, config_check_names_the_problem) {
     const char *msg = gpt_config_check(&cfg);
     cr_assert_not_null(msg);
     cr_expect(strstr(msg, "--heads 3 does not divide --dim 10") != NULL, "%s", msg);
+}
+
+// The team of threads (GPT.replicas): with 2 threads a batch of 3 is cut into shards of 1 and 2
+// rows; the loss, the whole batch's logits (read from the model, as evaluators do) and every
+// gradient must be those of one thread up to float32 rounding (the products sum in another
+// order), with dropout on (each shard draws its rows' masks) for every registered encoding.
+// A batch of 1 runs without a team; a MoICE model has none (its activations are not laid out
+// by rows).
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)a[i]));
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+Test(model, a_team_of_threads_computes_what_one_thread_does) {
+    for (int i = 0; i < pe_count(); i++) {
+        GPTConfig cfg = {.vocab_size = 7, .seq_len = 12, .n_layer = 2, .n_embd = 16, .n_head = 2,
+                         .ffn_dim = 24, .dropout = 0.1f, .ffn_dropout = 0.1f, .pe = pe_at(i),
+                         .pe_opt = pe_defaults(), .init_std = 0.2f, .emb_std = 0.5f};
+        GPT one, team;
+        char err[256];
+        omp_set_num_threads(1);
+        cr_assert_eq(gpt_build(&one, &cfg, 3, err, sizeof err), 0, "%s", err);
+        omp_set_num_threads(2);
+        cr_assert_eq(gpt_build(&team, &cfg, 3, err, sizeof err), 0, "%s", err);
+        gpt_init(&one, 4), gpt_init(&team, 4);
+        int32_t in[33], tg[33];
+        for (int k = 0; k < 33; k++) in[k] = (k * 5 + 1) % 7, tg[k] = k % 4 == 1 ? -1 : (k * 3) % 7;
+        for (int B = 3; B >= 1; B -= 2) {
+            float l1 = gpt_forward(&one, in, tg, B, 11, 1, 17), l2 = gpt_forward(&team, in, tg, B, 11, 1, 17);
+            cr_assert_eq(team.team_size, B == 3 ? 2 : 0, "%s B=%d: team of %d", pe_at(i)->name, B, team.team_size);
+            cr_expect_lt(fabs(l1 - l2), 1e-6 * fabs(l1), "%s B=%d: loss %g vs %g", pe_at(i)->name, B, l1, l2);
+            double logits = max_rel_diff(one.acts.logits, team.acts.logits, (size_t)B * 11 * 7);
+            cr_expect_lt(logits, 1e-5, "%s B=%d: logits differ by %.2e", pe_at(i)->name, B, logits);
+            gpt_zero_grad(&one), gpt_zero_grad(&team);
+            gpt_backward(&one), gpt_backward(&team);
+            for (int t = 0; t < one.n_tensors; t++) {
+                const TensorInfo *ti = &one.tensors[t];
+                double d = max_rel_diff(one.grads_memory + ti->offset, team.grads_memory + ti->offset, ti->size);
+                cr_expect_lt(d, 1e-5, "%s B=%d %s: gradients differ by %.2e", pe_at(i)->name, B, ti->name, d);
+            }
+        }
+        gpt_free(&one), gpt_free(&team);
+    }
+    GPTConfig moice = {.vocab_size = 7, .seq_len = 12, .n_layer = 1, .n_embd = 16, .n_head = 2,
+                       .ffn_dim = 24, .pe = pe_find("rope"), .pe_opt = pe_defaults(),
+                       .init_std = 0.02f, .emb_std = 0.02f,
+                       .moice = {.n_bases = 2, .bases = {10000.0f, 10.0f}, .top_k = 2, .aux_weight = 0.1f}};
+    GPT m;
+    char err[256];
+    cr_assert_eq(gpt_build(&m, &moice, 3, err, sizeof err), 0, "%s", err);
+    cr_expect_null(m.replicas, "a MoICE model got a team");
+    gpt_free(&m);
 }
