@@ -753,8 +753,9 @@ double gpt_flops_per_step(const GPTConfig *c, int B, int T) {
     double attention = 2.0 * 2.0 * B * c->n_head * (T * (T + 1.0) / 2.0) * d * c->n_layer;
     const AttentionModule *mod = module_of(c);
     double module = mod && mod->flops ? mod->flops(c, B, T, attention) : 0.0;
+    double pe = mod || !c->pe->score_flops ? 0.0 : (double)B * c->n_head * c->n_layer * c->pe->score_flops(c, T);
     // backward: two products per forward product (input and weight gradients)
-    return 3.0 * (matmuls + attention) + module;
+    return 3.0 * (matmuls + attention) + module + pe;
 }
 
 void gpt_effective_attention(const GPT *m, int l, float *dst) {

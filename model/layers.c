@@ -217,3 +217,31 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
         for (int v = 0; v < V; v++) d[v] = t >= 0 ? (p[v] - (v == t)) * scale : 0.0f;
     }
 }
+
+#define POSITION_ROW_BLOCK 64
+
+// The positions rows r0 .. r1 - 1 can need.
+static int positions_needed(int r1, int npos, int reach) { return r1 + reach < npos ? r1 + reach : npos; }
+
+void position_logits(float *Z, const float *q, const float *E, int T, int npos, int d, int ld,
+                     int reach) {
+    for (int r0 = 0; r0 < T; r0 += POSITION_ROW_BLOCK) {
+        int r1 = r0 + POSITION_ROW_BLOCK < T ? r0 + POSITION_ROW_BLOCK : T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, positions_needed(r1, npos, reach),
+                    d, 1.0f, q + (size_t)r0 * ld, ld, E, d, 0.0f, Z + (size_t)r0 * npos, npos);
+    }
+}
+
+void position_logits_backward(float *dq, float *dE, const float *dZ, const float *q,
+                              const float *E, int T, int npos, int d, int ld, int reach) {
+    for (int r0 = 0; r0 < T; r0 += POSITION_ROW_BLOCK) {
+        int r1 = r0 + POSITION_ROW_BLOCK < T ? r0 + POSITION_ROW_BLOCK : T;
+        int n = positions_needed(r1, npos, reach);
+        const float *dz = dZ + (size_t)r0 * npos;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, d, n, 1.0f, dz, npos, E, d,
+                    1.0f, dq + (size_t)r0 * ld, ld);
+        if (dE)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, r1 - r0, 1.0f, dz, npos,
+                        q + (size_t)r0 * ld, ld, 1.0f, dE, d);
+    }
+}

@@ -60,6 +60,17 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
 void rope_rotate(float *x, int ld, int parts, int B, int T, int C, int H, double base, float sign,
                  const double *position_ratio);
 
+// Products of one (batch, head)'s queries with a table of position vectors E [npos, d] (rel's
+// relative distances, cope's counts): Z [T, npos] = q E^T, q with row stride ld, for the
+// positions each query can need, 0 .. min(i + reach, npos - 1). Rows go by blocks of 64, each
+// against what its last row can need: about half the [T, npos] products at npos ~ T. Entries
+// past a block's positions are left as they are.
+void position_logits(float *Z, const float *q, const float *E, int T, int npos, int d, int ld,
+                     int reach);
+// dq += dZ E; dE += dZ^T q (dE NULL: skipped), over the same blocks (dZ zero elsewhere).
+void position_logits_backward(float *dq, float *dE, const float *dZ, const float *q,
+                              const float *E, int T, int npos, int d, int ld, int reach);
+
 // Causal multi-head attention of one layer.
 //   out: [B, T, C] heads concatenated; att: [B, H, T, T] softmax probabilities (row i holds
 //   j <= i, the rest of its row block is zero); pe_act: [B, H, pe_act_size] (may be NULL);

@@ -96,7 +96,20 @@ typedef struct PositionalEncoding {
     // Floats one (batch, head) needs at length T: kept for backward, and scratch per thread.
     size_t (*score_act_size)(const struct GPTConfig *c, int T);
     size_t (*score_scratch_size)(const struct GPTConfig *c, int T);
+    // FLOPs of the score hooks' own matrix products, forward and backward, for one (batch, head,
+    // layer) at length T, counted as gpt_flops_per_step counts the core's: 2 per multiply-add,
+    // the backward twice the forward, only the entries causality needs. NULL: none (elementwise
+    // work is not counted, the core's neither).
+    double (*score_flops)(const struct GPTConfig *c, int T);
 } PositionalEncoding;
+
+// The score_flops of products q_i . E[p] of d-vectors for the positions p = 0 .. min(i + reach,
+// npos - 1) that query i can need (rel: distances up to i, reach 0; cope: counts up to i + 1).
+static inline double pe_position_product_flops(int T, int npos, int reach, int d) {
+    double pairs = 0.0;
+    for (int i = 0; i < T; i++) pairs += i + 1 + reach < npos ? i + 1 + reach : npos;
+    return 3.0 * 2.0 * pairs * d;
+}
 
 const PositionalEncoding *pe_find(const char *name);
 // The registry in table order, for whatever must cover every encoding (tests, --help).

@@ -13,11 +13,12 @@
 // z_floor) is the gradient of p unless p was clamped; the cumulative sum's adjoint is a prefix
 // sum over keys; through the sigmoid this becomes a gradient of the raw score, which is added
 // to dS so the attention's own products carry it into q and k.
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "gpt.h"
+#include "layers.h"
+#include "vecmath.h"
 
 static int cope_npos(const GPTConfig *c) { return c->pe_opt.cope_npos > 0 ? c->pe_opt.cope_npos : c->seq_len + 1; }
 static void cope_keep_tables(GPTConfig *c) { c->pe_opt.cope_npos = cope_npos(c); }
@@ -41,35 +42,8 @@ static inline Interp interp_at(float p) {
     return (Interp){lo, w > 0.0f ? lo + 1 : lo, w};
 }
 
-// Query i can reach positions 0 .. i + 1 at most (i + 1 gates of at most 1 each), so the
-// position products go by blocks of rows, each against the positions its rows can reach: half
-// the work of the full [T, npos] products.
-#define COPE_ROW_BLOCK 64
-
-static int reachable(int r1, int npos) { return r1 + 1 < npos ? r1 + 1 : npos; }
-
-// Z [T, npos] = q E^T (the reachable part of each row block)
-static void position_logits(float *Z, const float *q, const float *E, int T, int npos, int d, int ld) {
-    for (int r0 = 0; r0 < T; r0 += COPE_ROW_BLOCK) {
-        int r1 = r0 + COPE_ROW_BLOCK < T ? r0 + COPE_ROW_BLOCK : T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, reachable(r1, npos), d, 1.0f,
-                    q + (size_t)r0 * ld, ld, E, d, 0.0f, Z + (size_t)r0 * npos, npos);
-    }
-}
-
-// dq += dZ E; dE += dZ^T q (the reachable part of each row block)
-static void position_logits_backward(float *dq, float *dE, const float *dZ, const float *q,
-                                     const float *E, int T, int npos, int d, int ld) {
-    for (int r0 = 0; r0 < T; r0 += COPE_ROW_BLOCK) {
-        int r1 = r0 + COPE_ROW_BLOCK < T ? r0 + COPE_ROW_BLOCK : T, n = reachable(r1, npos);
-        const float *dz = dZ + (size_t)r0 * npos;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, d, n, 1.0f, dz, npos, E, d,
-                    1.0f, dq + (size_t)r0 * ld, ld);
-        if (dE)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, r1 - r0, 1.0f, dz, npos,
-                        q + (size_t)r0 * ld, ld, 1.0f, dE, d);
-    }
-}
+// Query i can reach positions 0 .. i + 1 at most (i + 1 gates of at most 1 each): reach 1.
+#define COPE_REACH 1
 
 static void cope_score_forward(float *S, const float *q, const float *k, int head,
                                const PEContext *ctx, float *gates, float *scratch) {
@@ -78,13 +52,14 @@ static void cope_score_forward(float *S, const float *q, const float *k, int hea
     int T = ctx->T, npos = cope_npos(c), d = c->n_embd / c->n_head;
     float scale = 1.0f / sqrtf((float)d), pmax = (float)(npos - 1);
     float *Z = scratch;
-    position_logits(Z, q, ctx->params, T, npos, d, ctx->qkv_stride);
+    position_logits(Z, q, ctx->params, T, npos, d, ctx->qkv_stride, COPE_REACH);
     for (int i = 0; i < T; i++) {
         float *row = S + (size_t)i * T, *g = gates + (size_t)i * T;
         const float *z = Z + (size_t)i * npos;
+        // The gates in one vector pass; the count below is a running sum, one key at a time.
+        vec_sigmoid(g, row, (size_t)i + 1);
         float sum = 0.0f;
         for (int j = i; j >= 0; j--) {
-            g[j] = 1.0f / (1.0f + expf(-row[j]));
             sum += g[j];
             Interp it = interp_at(sum < pmax ? sum : pmax);
             row[j] += (z[it.lo] + it.w * (z[it.hi] - z[it.lo])) * scale;
@@ -99,7 +74,7 @@ static void cope_score_backward(float *dS, const float *q, float *dq, float *dpa
     int T = ctx->T, npos = cope_npos(c), d = c->n_embd / c->n_head, ld = ctx->qkv_stride;
     float scale = 1.0f / sqrtf((float)d), pmax = (float)(npos - 1);
     float *Z = scratch, *dZ = Z + (size_t)T * npos, *dp = dZ + (size_t)T * npos;
-    position_logits(Z, q, ctx->params, T, npos, d, ld);
+    position_logits(Z, q, ctx->params, T, npos, d, ld, COPE_REACH);
     memset(dZ, 0, (size_t)T * npos * sizeof(float));
     for (int i = 0; i < T; i++) {
         float *ds = dS + (size_t)i * T;
@@ -121,7 +96,7 @@ static void cope_score_backward(float *dS, const float *q, float *dq, float *dpa
             ds[kk] += acc * g[kk] * (1.0f - g[kk]);
         }
     }
-    position_logits_backward(dq, dparams, dZ, q, ctx->params, T, npos, d, ld);
+    position_logits_backward(dq, dparams, dZ, q, ctx->params, T, npos, d, ld, COPE_REACH);
 }
 
 static void cope_score_positions(float *P, const float *gates, const PEContext *ctx) {
@@ -144,6 +119,11 @@ static size_t cope_act_size(const GPTConfig *c, int T) {
 
 static size_t cope_scratch_size(const GPTConfig *c, int T) { return 2 * (size_t)T * cope_npos(c) + T; }
 
+// Z = q E^T over the reachable positions (the recomputation in backward is not counted).
+static double cope_score_flops(const GPTConfig *c, int T) {
+    return pe_position_product_flops(T, cope_npos(c), COPE_REACH, c->n_embd / c->n_head);
+}
+
 static const char *cope_check(const GPTConfig *c) {
     return c->pe_opt.cope_npos < 0 ? "--cope-npos must be positive (or 0 for the default)" : NULL;
 }
@@ -159,5 +139,5 @@ const PositionalEncoding pe_cope = {
     .check = cope_check, .keep_tables = cope_keep_tables, .tensors = cope_tensors,
     .score_forward = cope_score_forward, .score_backward = cope_score_backward,
     .score_positions = cope_score_positions, .score_act_size = cope_act_size,
-    .score_scratch_size = cope_scratch_size,
+    .score_scratch_size = cope_scratch_size, .score_flops = cope_score_flops,
 };

@@ -1,13 +1,14 @@
 // rel: a learned relative position embedding R [npos, d], one table shared by every layer and
 // head (the "Relative PE" baseline of the CoPE paper, as its official code does it):
 //   s_ij += q_i . R[min(i - j, npos - 1)] / sqrt(d).
-// The products q_i . R[r] for all r are one sgemm per (batch, head); the score term is then a
-// gather, and its backward a scatter into dZ followed by two sgemms.
-#include <cblas.h>
+// The products q_i . R[r] for the distances r <= i are sgemms by row blocks (layers.h,
+// position_logits); the score term is then a gather, and its backward a scatter into dZ
+// followed by the products' backward.
 #include <math.h>
 #include <string.h>
 
 #include "gpt.h"
+#include "layers.h"
 
 static int rel_npos(const GPTConfig *c) { return c->pe_opt.rel_npos > 0 ? c->pe_opt.rel_npos : c->seq_len; }
 static void rel_keep_tables(GPTConfig *c) { c->pe_opt.rel_npos = rel_npos(c); }
@@ -20,18 +21,13 @@ static int rel_tensors(const GPTConfig *c, PETensorSpec *specs) {
     return 1;
 }
 
-// Z [T, npos] = q R^T: the logits of every query against every relative position.
-static void rel_logits(float *Z, const float *q, const float *R, int T, int npos, int d, int ld) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, d, 1.0f, q, ld, R, d, 0.0f, Z, npos);
-}
-
 static void rel_score_forward(float *S, const float *q, const float *k, int head,
                               const PEContext *ctx, float *act, float *scratch) {
     (void)k, (void)head, (void)act;
     const GPTConfig *c = ctx->config;
     int T = ctx->T, npos = rel_npos(c), d = c->n_embd / c->n_head;
     float scale = 1.0f / sqrtf((float)d);
-    rel_logits(scratch, q, ctx->params, T, npos, d, ctx->qkv_stride);
+    position_logits(scratch, q, ctx->params, T, npos, d, ctx->qkv_stride, 0);
     for (int i = 0; i < T; i++) {
         const float *z = scratch + (size_t)i * npos;
         float *row = S + (size_t)i * T;
@@ -52,12 +48,12 @@ static void rel_score_backward(float *dS, const float *q, float *dq, float *dpar
         float *dz = dZ + (size_t)i * npos;
         for (int j = 0; j <= i; j++) dz[i - j < npos ? i - j : npos - 1] += g[j] * scale;
     }
-    // dq += dZ R; dR += dZ^T q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, npos, 1.0f, dZ, npos, ctx->params,
-                d, 1.0f, dq, ld);
-    if (dparams)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, npos, d, T, 1.0f, dZ, npos, q, ld, 1.0f,
-                    dparams, d);
+    position_logits_backward(dq, dparams, dZ, q, ctx->params, T, npos, d, ld, 0);
+}
+
+// q R^T over the distances each query can need.
+static double rel_score_flops(const GPTConfig *c, int T) {
+    return pe_position_product_flops(T, rel_npos(c), 0, c->n_embd / c->n_head);
 }
 
 static size_t rel_scratch_size(const GPTConfig *c, int T) { return (size_t)T * rel_npos(c); }
@@ -76,5 +72,5 @@ const PositionalEncoding pe_rel = {
     .summary = "learned relative embedding R[i-j] dotted with the query, one table for all layers",
     .check = rel_check, .keep_tables = rel_keep_tables, .tensors = rel_tensors,
     .score_forward = rel_score_forward, .score_backward = rel_score_backward,
-    .score_scratch_size = rel_scratch_size,
+    .score_scratch_size = rel_scratch_size, .score_flops = rel_score_flops,
 };

@@ -122,4 +122,15 @@ static inline float vec_exp_sum(float *dst, const float *src, size_t n, float sh
     return vec_sum(acc);
 }
 
+// dst[i] = 1 / (1 + e^-src[i]) for i < n (dst may be src): 0 where e^-x overflows, NaN stays NaN.
+static inline void vec_sigmoid(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i += VEC_WIDTH) {
+        size_t m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
+        vfloat x = m == VEC_WIDTH ? vec_load(src + i) : vec_load_partial(src + i, m, 0.0f);
+        vfloat s = 1.0f / (1.0f + vec_exp(-x));
+        if (m == VEC_WIDTH) vec_store(dst + i, s);
+        else vec_store_partial(dst + i, s, m);
+    }
+}
+
 #endif
