@@ -144,6 +144,27 @@ Test(layers, vector_exp_is_within_one_ulp_of_exp) {
     cr_expect(isnan(vec_exp(vec_splat(NAN))[0]));
 }
 
+// cope's gates: a whole row at once, lengths that end inside a vector included.
+Test(layers, vector_sigmoid_matches_double_precision) {
+    enum { N = 1003 };
+    float x[N], y[N];
+    double worst = 0.0;
+    for (float start = -100.0f; start < 100.0f; start += 0.731f) {
+        for (int i = 0; i < N; i++) x[i] = start + 1e-3f * (float)i;
+        vec_sigmoid(y, x, N);
+        for (int i = 0; i < N; i++) {
+            double ref = 1.0 / (1.0 + exp(-(double)x[i])), err = fabs(y[i] - ref) / fmax(ref, 1e-30);
+            worst = err > worst ? err : worst;
+        }
+    }
+    cr_expect_lt(worst, 3e-7, "worst relative error %g", worst);
+    float edge[3] = {-200.0f, 200.0f, NAN};
+    vec_sigmoid(edge, edge, 3);
+    cr_expect_eq(edge[0], 0.0f);
+    cr_expect_eq(edge[1], 1.0f);
+    cr_expect(isnan(edge[2]));
+}
+
 Test(layers, vector_gelu_and_its_gradient_match_double_precision) {
     enum { N = 24001 };  // x from -12 to 12, not a multiple of 8: the padded tail is covered
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
