@@ -1,8 +1,8 @@
 """What the tests of bin/sweep share: the 4-run grid (2 encodings x 2 seeds) and readers.
 
 The runs are tiny (1 layer, width 32, 32-token Flip-Flop, batch 16) and one thread each, so that
-the same seed gives the same bits on either backend; 200 steps (about 3 s a run) leave time to
-interrupt a run after its first checkpoint (every 20 steps) and before its end.
+the same seed gives the same bits on either backend; 1000 steps (2-4 s a run) leave time to
+interrupt a run after its first checkpoint (every 50 steps) and before its end.
 """
 import json
 import pathlib
@@ -13,7 +13,7 @@ SWEEP = ROOT / "bin" / "sweep"
 TRAIN = ROOT / "bin" / "train"
 
 FLAGS = {"task": "flipflop", "layers": 1, "dim": 32, "heads": 2, "seq-len": 32, "batch": 16,
-         "steps": 200, "warmup": 10, "eval-every": 50, "eval-seqs": 64, "save-every": 20}
+         "steps": 1000, "warmup": 10, "eval-every": 250, "eval-seqs": 64, "save-every": 50}
 GRID = """name = "pe-seeds"
 [flags]
 """ + "\n".join(f"{k} = {json.dumps(v)}" for k, v in FLAGS.items()) + """

@@ -52,7 +52,8 @@ def partial_task(folder, grid, cwd):
             name = line.split()[0]
             try:
                 with h5py.File(folder / "runs" / name / "model.h5", "r") as f:
-                    if 0 < int(f.attrs["step"]) < FLAGS["steps"] - 40:
+                    # half a run left at least, so the requeue reaches it before its end
+                    if 0 < int(f.attrs["step"]) < FLAGS["steps"] // 2:
                         return name, line.split("slurm ")[1].split()[0]
             except OSError:
                 pass
