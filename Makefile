@@ -127,7 +127,7 @@ bench: deps deps-test
 SAN_TESTS := tests/cli/test_hardening.py tests/cli/test_cli.py tests/cli/test_eval.py \
              tests/cli/test_datasets_cli.py
 sanitize: deps deps-test
-	$(MAKE) BUILD=build-san OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-san OPT="-O1 $(NATIVE) -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" bin/unit_tests-san build-san/bin/train \
 	    build-san/bin/eval
 	$(MAKE) bin/crosscheck

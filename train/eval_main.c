@@ -91,7 +91,7 @@ static int read_run(const char *path, RunConfig *rc, char *err, size_t errlen) {
     free(json);
     if (failed)
         snprintf(err, errlen,
-                 "checkpoint %s has no usable run config (%s); bin/eval needs a checkpoint written "
+                 "checkpoint %.400s has no usable run config (%.400s); bin/eval needs a checkpoint written "
                  "by bin/train",
                  path, why);
     return failed ? -1 : 0;

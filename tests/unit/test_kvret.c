@@ -400,7 +400,7 @@ Test(kvret, duplicate_key_probe) {
     rng_seed(&rng, 17);
     for (int a = 0, s = first; a < P; a++)
         for (int b = a; b < P; b++, s++) {
-            char name[16];
+            char name[32];
             snprintf(name, sizeof name, "dup%d-%d", a, b);
             cr_assert_str_eq(layout.split[s].name, name);
             cr_assert(layout.split[s].probe && layout.split[s].seq_len == 2 * n + 3, "%s", name);
