@@ -606,13 +606,16 @@ float gpt_forward(GPT *m, const int32_t *inputs, const int32_t *targets, int B, 
     if (!team_forward(m, B)) {
         forward_rows(m);
     } else {
+        // The team's size as OpenMP grants it, written once the replicas have copied m.
+        int team = 0;
 #pragma omp parallel num_threads(B < m->n_threads ? B : m->n_threads)
         {
             int k = omp_get_thread_num(), n = omp_get_num_threads();
             replica_setup(m, k, n);
             forward_rows(&m->replicas[k]);
-            if (k == 0) m->team_size = n;
+            if (k == 0) team = n;
         }
+        m->team_size = team;
         // the shards' sums added up in shard order
         m->n_scored = 0;
         m->loss_sum = 0.0;
