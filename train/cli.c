@@ -23,8 +23,9 @@ static const char *const scope_titles[] = {
 
 #define PATH_LEN FLAGS_PATH_LEN
 #define AT(member) offsetof(CliArgs, member)
-// Seeds go through JSON numbers in checkpoints, which are exact up to 2^53.
-#define MAX_SEED 9007199254740991.0
+// Seeds and step counts go through JSON numbers in checkpoints, which are exact up to 2^53:
+// a larger value would be saved in a config that does not read back.
+#define MAX_EXACT 9007199254740991.0
 
 typedef Option Flag;
 
@@ -94,7 +95,7 @@ static const Flag run_flags[] = {
      .help = "learning rate the cosine schedule ends at", .default_text = "--lr / 10"},
     {"schedule", "cosine|constant", KIND_CHOICE, AT(run.schedule), SCOPE_TRAIN,
      .choices = schedule_names, .help = "learning rate after the warmup"},
-    {"warmup", "N", KIND_LONG, AT(run.warmup), SCOPE_TRAIN, 0, INFINITY,
+    {"warmup", "N", KIND_LONG, AT(run.warmup), SCOPE_TRAIN, 0, MAX_EXACT,
      .help = "steps of linear warmup from 0 to --lr"},
     {"weight-decay", "X", KIND_FLOAT, AT(run.adamw.weight_decay), SCOPE_TRAIN, 0, INFINITY,
      .help = "AdamW decoupled decay of matrices and embeddings"},
@@ -110,22 +111,22 @@ static const Flag run_flags[] = {
      .help = "dropout on embeddings, attention and residual branches"},
     {"ffn-dropout", "P", KIND_FLOAT, AT(run.model.ffn_dropout), SCOPE_TRAIN, 0, 1, 0, 1,
      .help = "dropout on the MLP's hidden activations (the CoPE paper's trainer: as --dropout)"},
-    {"seed", "N", KIND_SEED, AT(run.seed), SCOPE_TRAIN, 0, MAX_SEED,
+    {"seed", "N", KIND_SEED, AT(run.seed), SCOPE_TRAIN, 0, MAX_EXACT,
      .help = "initialisation, data stream and dropout"},
     {"train-only", "all|routers", KIND_CHOICE, AT(run.train_only), SCOPE_TRAIN,
      .choices = train_only_names, .help = "routers: train MoICE's routers, freeze the rest"},
 
-    {"steps", "N", KIND_LONG, AT(run.steps), SCOPE_RUN, 1, INFINITY,
+    {"steps", "N", KIND_LONG, AT(run.steps), SCOPE_RUN, 1, MAX_EXACT,
      .help = "optimiser steps in all (with --resume: may extend the run)"},
     {"threads", "N", KIND_INT, AT(run.threads), SCOPE_RUN, 1, 4096,
      .help = "OpenMP/OpenBLAS threads (all cores); equal runs need equal counts"},
-    {"eval-every", "N", KIND_LONG, AT(run.eval_every), SCOPE_RUN, 0, INFINITY,
+    {"eval-every", "N", KIND_LONG, AT(run.eval_every), SCOPE_RUN, 0, MAX_EXACT,
      .help = "evaluate every N steps (0: only at the end)"},
     {"eval-seqs", "N", KIND_INT, AT(run.eval_seqs), SCOPE_RUN, 1, 1 << 24,
      .help = "sequences per evaluation split (--data: the first N of each of its splits)"},
-    {"save-every", "N", KIND_LONG, AT(run.save_every), SCOPE_RUN, 0, INFINITY,
+    {"save-every", "N", KIND_LONG, AT(run.save_every), SCOPE_RUN, 0, MAX_EXACT,
      .help = "save every N steps (0: only at the end and on Ctrl-C)"},
-    {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, INFINITY,
+    {"stop-at", "STEP", KIND_LONG, AT(stop_at), SCOPE_RUN, 0, MAX_EXACT,
      .help = "stop and save after this step as if interrupted (0: never)"},
     {"attention-maps", "N", KIND_INT, AT(attention_maps), SCOPE_RUN, 0, 64,
      .help = "at the end, write N sequences per split's attention to <out>/attention.h5"},

@@ -352,3 +352,14 @@ def test_eval_refuses_a_split_with_nothing_to_score(data_file, tmp_path):
     unscore(data_file, "dense", slice(None))
     line = assert_refused(run(EVAL, out / "model.h5"), "sequence 0 of split dense has no scored")
     assert "0.000" not in line
+
+
+# Found by fuzz_flags: a step count above 2^53 was taken, and the run's config (JSON numbers,
+# exact up to 2^53) then did not read back on --resume. Seeds and step counts stop at 2^53 - 1.
+@pytest.mark.parametrize("flag", ["--steps", "--warmup", "--eval-every", "--save-every", "--stop-at", "--seed"])
+def test_integers_that_json_cannot_hold_exactly_are_refused(flag, tmp_path):
+    out = tmp_path / "run"
+    assert_refused(train(flag, "9007199254740992", "--out", out),
+                   f"{flag} must be an integer from", out)
+    top = ["--steps", "9007199254740991"] if flag != "--steps" else []
+    assert train(*top, flag, "9007199254740991", "--dry-run").returncode == 0
