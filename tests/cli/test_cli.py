@@ -60,7 +60,7 @@ BAD_INPUT = [
     (["--layers", "0"], "--layers must be an integer from 1 to 64, got 0"),
     (["--dim", "0"], "--dim must be an integer from 1"),
     (["--batch", "-3"], "--batch must be an integer from 1"),
-    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--steps", "0"], "--steps must be an integer from 1 to 9007199254740991, got 0"),
     (["--lr", "0"], "--lr must be a number > 0, got 0"),
     (["--lr", "-0.1"], "--lr must be a number > 0"),
     (["--dropout", "1"], "--dropout must be a number in [0, 1), got 1"),
