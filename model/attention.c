@@ -4,6 +4,11 @@
 // it can see (0 .. end of the block), so the masked upper triangle is mostly never computed:
 // at T = 512 the products do 56% of the full-square work. Inside the diagonal block the
 // entries j > i are kept at zero so that the products need no masking.
+//
+// Hand-written register-blocked kernels for these products (4 rows at a time, 8-float vectors,
+// as the softmax below) were measured against sgemm and lost or tied: 5 % slower on a paper
+// step (T 512, d 64), within noise on classroom heads (T 64, d 16) once the softmax rows below
+// stopped stalling on partial loads (docs/speed.md). OpenBLAS keeps the products.
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -17,8 +22,54 @@
 
 static inline int block_end(int r0, int T) { return r0 + ROW_BLOCK < T ? r0 + ROW_BLOCK : T; }
 
+size_t attention_work_size(int T) { return 2 * (size_t)T * T; }
+
 static float *pe_scratch(const AttentionSetup *s, int thread, int T) {
-    return s->work + (size_t)thread * s->work_per_thread + 2 * (size_t)T * T;
+    return s->work + (size_t)thread * s->work_per_thread + attention_work_size(T);
+}
+
+// Entries j0 .. j0 + VEC_WIDTH - 1 of a row whose entries up to `end` may be read, lanes past
+// `last` set to `fill`. Whole-vector loads and a lane mask: no scalar tail, whose partial load
+// (scalar stores, then a vector load of them) stalled the store-to-load forwarding on every
+// row; only a vector crossing T, when T is not a multiple of VEC_WIDTH, loads partially.
+static inline vfloat row_load(const float *row, int j0, int last, int end, float fill) {
+    vfloat x = j0 + VEC_WIDTH <= end ? vec_load(row + j0)
+                                     : vec_load_partial(row + j0, (size_t)(end - j0), fill);
+    return vec_select(vec_lane_index() + j0 > last, vec_splat(fill), x);
+}
+
+static inline void row_store(float *row, int j0, int end, vfloat x) {
+    if (j0 + VEC_WIDTH <= end) vec_store(row + j0, x);
+    else vec_store_partial(row + j0, x, (size_t)(end - j0));
+}
+
+// Softmax of row i over its entries 0 .. i in place; zeros after them to the block's end.
+static void softmax_row(float *row, int i, int T) {
+    int end = block_end(i - i % ROW_BLOCK, T), vend = (i + VEC_WIDTH) / VEC_WIDTH * VEC_WIDTH;
+    vfloat mv = vec_splat(-__builtin_inff()), sum = vec_splat(0.0f);
+    for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH) mv = vec_max(mv, row_load(row, j0, i, end, -__builtin_inff()));
+    float m = vec_hmax(mv);
+    for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH) {
+        vfloat e = vec_exp(row_load(row, j0, i, end, -__builtin_inff()) - m);  // e^-inf = 0
+        row_store(row, j0, end, e);
+        sum += e;
+    }
+    float inv = 1.0f / vec_sum(sum);
+    for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH) row_store(row, j0, end, row_load(row, j0, i, end, 0.0f) * inv);
+    if (vend < end) memset(row + vend, 0, (size_t)(end - vend) * sizeof(float));
+}
+
+// Softmax backward of row i in place: g_j = p_j (g_j - sum_k p_k g_k) over j <= i; zeros after
+// i to the block's end (whatever g held there).
+static void softmax_backward_row(float *g, const float *p, int i, int T) {
+    int end = block_end(i - i % ROW_BLOCK, T), vend = (i + VEC_WIDTH) / VEC_WIDTH * VEC_WIDTH;
+    vfloat acc = vec_splat(0.0f);
+    for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH)
+        acc += row_load(p, j0, i, end, 0.0f) * row_load(g, j0, i, end, 0.0f);
+    float dot = vec_sum(acc);
+    for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH)
+        row_store(g, j0, end, row_load(p, j0, i, end, 0.0f) * (row_load(g, j0, i, end, 0.0f) - dot));
+    if (vend < end) memset(g + vend, 0, (size_t)(end - vend) * sizeof(float));
 }
 
 // Dropout of one (batch, head)'s [T, T] matrix (probabilities, or their gradient; dst may be
@@ -56,14 +107,7 @@ void attention_forward(float *out, float *att, float *pe_act, const float *qkv, 
             if (s->pe && s->pe->score_forward)
                 s->pe->score_forward(S, q, k, h, &s->ctx, pe_act ? pe_act + bh * s->pe_act_size : NULL,
                                      pe_scratch(s, omp_get_thread_num(), T));
-            for (int i = 0; i < T; i++) {
-                float *row = S + (size_t)i * T;
-                float m = vec_max_of(row, i + 1);
-                float inv = 1.0f / vec_exp_sum(row, row, i + 1, m);
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                int jend = block_end(i - i % ROW_BLOCK, T);
-                for (int j = i + 1; j < jend; j++) row[j] = 0.0f;
-            }
+            for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, i, T);
             const float *P = S;
             if (s->dropout > 0.0f) {
                 float *dropped = s->work + (size_t)omp_get_thread_num() * s->work_per_thread;
@@ -117,15 +161,7 @@ void attention_backward(float *dqkv, const float *dout, const float *att, const 
             // The mask of the probabilities is also the mask of their gradient.
             if (s->dropout > 0.0f) attention_dropout(dS, dS, T, bh, s);
             // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
-            for (int i = 0; i < T; i++) {
-                const float *p = P + (size_t)i * T;
-                float *g = dS + (size_t)i * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= i; j++) dot += p[j] * g[j];
-                for (int j = 0; j <= i; j++) g[j] = p[j] * (g[j] - dot);
-                int jend = block_end(i - i % ROW_BLOCK, T);
-                for (int j = i + 1; j < jend; j++) g[j] = 0.0f;
-            }
+            for (int i = 0; i < T; i++) softmax_backward_row(dS + (size_t)i * T, P + (size_t)i * T, i, T);
             if (s->pe && s->pe->score_backward)
                 s->pe->score_backward(dS, q, dq,
                                       score_grads ? s->pe_grad_work + (size_t)tid * s->pe_grad_size : NULL,

@@ -289,7 +289,7 @@ int gpt_build(GPT *m, const GPTConfig *config, int max_batch, char *err, size_t 
     m->num_activations = layout_activations(&m->acts, NULL, config, B, T, 0);
     size_t scratch = layout_scratch(&m->scratch, NULL, config, B, T, 0);
     m->n_threads = omp_get_max_threads();
-    m->att_work_per_thread = 2 * (size_t)T * T +
+    m->att_work_per_thread = attention_work_size(T) +
                              (config->pe->score_scratch_size ? config->pe->score_scratch_size(config, T) : 0);
     m->pe_grad_size = pe_score_params_size(m);
     m->params_memory = calloc(m->num_parameters, sizeof(float));

@@ -73,8 +73,9 @@ void position_logits_backward(float *dq, float *dE, const float *dZ, const float
 
 // Causal multi-head attention of one layer.
 //   out: [B, T, C] heads concatenated; att: [B, H, T, T] softmax probabilities (row i holds
-//   j <= i, the rest of its row block is zero); pe_act: [B, H, pe_act_size] (may be NULL);
-//   qkv: [B, T, 3C]. work: per thread 2 T*T floats.
+//   j <= i, zeros after it to the end of its block of 64 rows); pe_act: [B, H, pe_act_size]
+//   (may be NULL); qkv: [B, T, 3C]. work: per thread attention_work_size(T) floats, then the
+//   PE's score_scratch_size.
 typedef struct AttentionSetup {
     const PositionalEncoding *pe;
     PEContext ctx;
@@ -89,6 +90,8 @@ typedef struct AttentionSetup {
     size_t work_per_thread;
     int n_threads;        // the work areas exist for this many threads
 } AttentionSetup;
+
+size_t attention_work_size(int T);
 
 void attention_forward(float *out, float *att, float *pe_act, const float *qkv, int B, int T,
                        int C, int H, const AttentionSetup *setup);

@@ -27,6 +27,9 @@ typedef int32_t vint __attribute__((vector_size(VEC_WIDTH * sizeof(int32_t))));
 
 static inline vfloat vec_splat(float x) { return (vfloat){x, x, x, x, x, x, x, x}; }
 
+// The lanes' own indices 0 .. VEC_WIDTH - 1, for masks by position.
+static inline vint vec_lane_index(void) { return (vint){0, 1, 2, 3, 4, 5, 6, 7}; }
+
 static inline vfloat vec_load(const float *p) {
     vfloat v;
     memcpy(&v, p, sizeof v);  // unaligned load
@@ -89,14 +92,19 @@ static inline vfloat vec_exp(vfloat x) {
     return vec_select(x != x, x, y);  // NaN stays NaN, so a diverged run still shows
 }
 
+// The largest lane.
+static inline float vec_hmax(vfloat v) {
+    float r = v[0];
+    for (int k = 1; k < VEC_WIDTH; k++) r = v[k] > r ? v[k] : r;
+    return r;
+}
+
 // The largest of src[0..n).
 static inline float vec_max_of(const float *src, size_t n) {
     vfloat m = vec_splat(-__builtin_inff());
     for (size_t i = 0; i < n; i += VEC_WIDTH)
         m = vec_max(m, n - i >= VEC_WIDTH ? vec_load(src + i) : vec_load_partial(src + i, n - i, -__builtin_inff()));
-    float r = m[0];
-    for (int k = 1; k < VEC_WIDTH; k++) r = m[k] > r ? m[k] : r;
-    return r;
+    return vec_hmax(m);
 }
 
 // Lane sum in a fixed order (so a row's sum is the same bits on every run).

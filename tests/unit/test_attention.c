@@ -36,7 +36,7 @@ static AttnCase make_case(int B, int T, int C, int NH, float dropout, uint64_t s
     c.att = malloc((size_t)B * NH * T * T * sizeof(float));
     int threads = omp_get_max_threads();
     c.setup = (AttentionSetup){.dropout = dropout, .dropout_key = 77, .n_threads = threads,
-                               .work_per_thread = 2 * (size_t)T * T};
+                               .work_per_thread = attention_work_size(T)};
     c.setup.work = malloc(c.setup.work_per_thread * threads * sizeof(float));
     return c;
 }
