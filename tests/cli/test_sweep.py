@@ -248,3 +248,13 @@ def test_failed_run_is_reported_and_the_others_finish(tmp_path):
     assert "2 runs failed" in r.stdout
     assert sorted(summaries(tmp_path / "sweeps" / "pe-seeds")) == sorted(
         n for n in os.listdir(tmp_path / "sweeps" / "pe-seeds" / "runs") if "lr-0.003" in n)
+
+
+@pytest.mark.parametrize("grid", sorted((ROOT / "sweep" / "grids").glob("*.toml")), ids=lambda p: p.name)
+def test_every_committed_grid_is_valid(grid, tmp_path):
+    # The grids docs/reproduce.md tells users to run: each parses, names only bin/train's flags
+    # and known encodings, and lists its runs (status starts nothing; its folder goes to tmp_path).
+    shutil.copy(grid, tmp_path / grid.name)
+    r = sweep("status", tmp_path / grid.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert " runs: " in r.stdout and r.stderr == "", (r.stdout, r.stderr)
