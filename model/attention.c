@@ -29,23 +29,28 @@ static float *pe_scratch(const AttentionSetup *s, int thread, int T) {
 }
 
 // Entries j0 .. j0 + VEC_WIDTH - 1 of a row whose entries up to `end` may be read, lanes past
-// `last` set to `fill`. Whole-vector loads and a lane mask: no scalar tail, whose partial load
+// `last` set to `fill`. Whole-vector loads and a lane mask: a partial load at the diagonal
 // (scalar stores, then a vector load of them) stalled the store-to-load forwarding on every
 // row; only a vector crossing T, when T is not a multiple of VEC_WIDTH, loads partially.
 static inline vfloat row_load(const float *row, int j0, int last, int end, float fill) {
-    vfloat x = j0 + VEC_WIDTH <= end ? vec_load(row + j0)
-                                     : vec_load_partial(row + j0, (size_t)(end - j0), fill);
+    vfloat x = vec_load_partial(row + j0, (size_t)(end - j0), fill);
     return vec_select(vec_lane_index() + j0 > last, vec_splat(fill), x);
 }
 
 static inline void row_store(float *row, int j0, int end, vfloat x) {
-    if (j0 + VEC_WIDTH <= end) vec_store(row + j0, x);
-    else vec_store_partial(row + j0, x, (size_t)(end - j0));
+    vec_store_partial(row + j0, x, (size_t)(end - j0));
+}
+
+// Zeros from the vector after the diagonal's to the end of row i's block (the vectors up to
+// the diagonal's were written whole, their lanes past i as zeros).
+static void row_clear_tail(float *row, int i, int T) {
+    int end = block_end(i - i % ROW_BLOCK, T), vend = (i + VEC_WIDTH) / VEC_WIDTH * VEC_WIDTH;
+    if (vend < end) memset(row + vend, 0, (size_t)(end - vend) * sizeof(float));
 }
 
 // Softmax of row i over its entries 0 .. i in place; zeros after them to the block's end.
 static void softmax_row(float *row, int i, int T) {
-    int end = block_end(i - i % ROW_BLOCK, T), vend = (i + VEC_WIDTH) / VEC_WIDTH * VEC_WIDTH;
+    int end = block_end(i - i % ROW_BLOCK, T);
     vfloat mv = vec_splat(-__builtin_inff()), sum = vec_splat(0.0f);
     for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH) mv = vec_max(mv, row_load(row, j0, i, end, -__builtin_inff()));
     float m = vec_hmax(mv);
@@ -56,20 +61,20 @@ static void softmax_row(float *row, int i, int T) {
     }
     float inv = 1.0f / vec_sum(sum);
     for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH) row_store(row, j0, end, row_load(row, j0, i, end, 0.0f) * inv);
-    if (vend < end) memset(row + vend, 0, (size_t)(end - vend) * sizeof(float));
+    row_clear_tail(row, i, T);
 }
 
 // Softmax backward of row i in place: g_j = p_j (g_j - sum_k p_k g_k) over j <= i; zeros after
 // i to the block's end (whatever g held there).
 static void softmax_backward_row(float *g, const float *p, int i, int T) {
-    int end = block_end(i - i % ROW_BLOCK, T), vend = (i + VEC_WIDTH) / VEC_WIDTH * VEC_WIDTH;
+    int end = block_end(i - i % ROW_BLOCK, T);
     vfloat acc = vec_splat(0.0f);
     for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH)
         acc += row_load(p, j0, i, end, 0.0f) * row_load(g, j0, i, end, 0.0f);
     float dot = vec_sum(acc);
     for (int j0 = 0; j0 <= i; j0 += VEC_WIDTH)
         row_store(g, j0, end, row_load(p, j0, i, end, 0.0f) * (row_load(g, j0, i, end, 0.0f) - dot));
-    if (vend < end) memset(g + vend, 0, (size_t)(end - vend) * sizeof(float));
+    row_clear_tail(g, i, T);
 }
 
 // Dropout of one (batch, head)'s [T, T] matrix (probabilities, or their gradient; dst may be

@@ -150,11 +150,9 @@ void activation_forward(float *out, const float *inp, size_t n, Activation act) 
     }
 #pragma omp parallel for schedule(static)
     for (size_t g = 0; g < VEC_GROUPS(n); g++) {
-        size_t i = g * VEC_WIDTH, m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
-        vfloat x = m == VEC_WIDTH ? vec_load(inp + i) : vec_load_partial(inp + i, m, 0.0f), e;
-        vfloat y = x * gelu_sigmoid(x, &e);
-        if (m == VEC_WIDTH) vec_store(out + i, y);
-        else vec_store_partial(out + i, y, m);
+        size_t i = g * VEC_WIDTH;
+        vfloat x = vec_load_partial(inp + i, n - i, 0.0f), e;
+        vec_store_partial(out + i, x * gelu_sigmoid(x, &e), n - i);
     }
 }
 
@@ -169,14 +167,12 @@ void activation_backward(float *dinp, const float *dout, const float *inp, size_
     // 0.5 sech^2(u) = 2 s (1 - s) = 2 s^2 e^-2u (no cancellation in 1 - s where s nears 1).
 #pragma omp parallel for schedule(static)
     for (size_t g = 0; g < VEC_GROUPS(n); g++) {
-        size_t i = g * VEC_WIDTH, m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
-        int full = m == VEC_WIDTH;
-        vfloat x = full ? vec_load(inp + i) : vec_load_partial(inp + i, m, 0.0f), e;
-        vfloat dy = full ? vec_load(dout + i) : vec_load_partial(dout + i, m, 0.0f);
+        size_t i = g * VEC_WIDTH;
+        vfloat x = vec_load_partial(inp + i, n - i, 0.0f), e;
+        vfloat dy = vec_load_partial(dout + i, n - i, 0.0f);
         vfloat s = gelu_sigmoid(x, &e);
         vfloat grad = s + x * 2.0f * s * s * e * GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * x * x);
-        if (full) vec_store(dinp + i, dy * grad);
-        else vec_store_partial(dinp + i, dy * grad, m);
+        vec_store_partial(dinp + i, dy * grad, n - i);
     }
 }
 

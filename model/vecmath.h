@@ -38,14 +38,22 @@ static inline vfloat vec_load(const float *p) {
 
 static inline void vec_store(float *p, vfloat v) { memcpy(p, &v, sizeof v); }
 
-// The first n (< VEC_WIDTH) floats of p, the rest `fill`.
+// The first min(n, VEC_WIDTH) floats of p, the lanes past n `fill`: a plain vector load when
+// n >= VEC_WIDTH, else through a buffer (scalar stores read back as one vector, which stalls
+// store-to-load forwarding: keep it to the last vector of an array).
 static inline vfloat vec_load_partial(const float *p, size_t n, float fill) {
+    if (n >= VEC_WIDTH) return vec_load(p);
     float buf[VEC_WIDTH];
     for (size_t i = 0; i < VEC_WIDTH; i++) buf[i] = i < n ? p[i] : fill;
     return vec_load(buf);
 }
 
+// The first min(n, VEC_WIDTH) lanes of v to p.
 static inline void vec_store_partial(float *p, vfloat v, size_t n) {
+    if (n >= VEC_WIDTH) {
+        vec_store(p, v);
+        return;
+    }
     float buf[VEC_WIDTH];
     vec_store(buf, v);
     memcpy(p, buf, n * sizeof(float));
@@ -103,7 +111,7 @@ static inline float vec_hmax(vfloat v) {
 static inline float vec_max_of(const float *src, size_t n) {
     vfloat m = vec_splat(-__builtin_inff());
     for (size_t i = 0; i < n; i += VEC_WIDTH)
-        m = vec_max(m, n - i >= VEC_WIDTH ? vec_load(src + i) : vec_load_partial(src + i, n - i, -__builtin_inff()));
+        m = vec_max(m, vec_load_partial(src + i, n - i, -__builtin_inff()));
     return vec_hmax(m);
 }
 
@@ -116,16 +124,10 @@ static inline float vec_sum(vfloat v) {
 // dst[i] = e^(src[i] - shift) for i < n (dst may be src); returns their sum, in a fixed order.
 static inline float vec_exp_sum(float *dst, const float *src, size_t n, float shift) {
     vfloat acc = vec_splat(0.0f);
-    for (size_t i = 0; i < n; i += VEC_WIDTH) {
-        if (n - i >= VEC_WIDTH) {
-            vfloat e = vec_exp(vec_load(src + i) - shift);
-            vec_store(dst + i, e);
-            acc += e;
-        } else {  // e^-inf = 0 in the padding lanes
-            vfloat e = vec_exp(vec_load_partial(src + i, n - i, -__builtin_inff()) - shift);
-            vec_store_partial(dst + i, e, n - i);
-            acc += e;
-        }
+    for (size_t i = 0; i < n; i += VEC_WIDTH) {  // e^-inf = 0 in a short last vector's padding
+        vfloat e = vec_exp(vec_load_partial(src + i, n - i, -__builtin_inff()) - shift);
+        vec_store_partial(dst + i, e, n - i);
+        acc += e;
     }
     return vec_sum(acc);
 }
@@ -133,11 +135,8 @@ static inline float vec_exp_sum(float *dst, const float *src, size_t n, float sh
 // dst[i] = 1 / (1 + e^-src[i]) for i < n (dst may be src): 0 where e^-x overflows, NaN stays NaN.
 static inline void vec_sigmoid(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i += VEC_WIDTH) {
-        size_t m = n - i < VEC_WIDTH ? n - i : VEC_WIDTH;
-        vfloat x = m == VEC_WIDTH ? vec_load(src + i) : vec_load_partial(src + i, m, 0.0f);
-        vfloat s = 1.0f / (1.0f + vec_exp(-x));
-        if (m == VEC_WIDTH) vec_store(dst + i, s);
-        else vec_store_partial(dst + i, s, m);
+        vfloat s = 1.0f / (1.0f + vec_exp(-vec_load_partial(src + i, n - i, 0.0f)));
+        vec_store_partial(dst + i, s, n - i);
     }
 }
 
