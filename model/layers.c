@@ -29,20 +29,28 @@ void embedding_backward(float *dwte, const float *dout, const int32_t *inp, int 
         for (int n = 0; n < N; n++) dwte[(size_t)inp[n] * C + c] += dout[(size_t)n * C + c];
 }
 
+// Row sums go through vector accumulators (a float sum the compiler may not reorder stays a
+// chain of dependent scalar adds, 4 cycles each); lanes past C load as a value that adds 0.
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        float var = 0.0f;
-        for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
-        var /= C;
-        float s = 1.0f / sqrtf(var + 1e-5f);
-        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+        vfloat acc = vec_splat(0.0f);
+        for (int c = 0; c < C; c += VEC_WIDTH) acc += vec_load_partial(x + c, C - c, 0.0f);
+        float m = vec_sum(acc) / C;
+        acc = vec_splat(0.0f);
+        for (int c = 0; c < C; c += VEC_WIDTH) {
+            vfloat d = vec_load_partial(x + c, C - c, m) - m;
+            acc += d * d;
+        }
+        float s = 1.0f / sqrtf(vec_sum(acc) / C + 1e-5f);
+        for (int c = 0; c < C; c += VEC_WIDTH) {
+            vfloat v = (vec_load_partial(x + c, C - c, m) - m) * s * vec_load_partial(weight + c, C - c, 0.0f) +
+                       vec_load_partial(bias + c, C - c, 0.0f);
+            vec_store_partial(y + c, v, C - c);
+        }
         mean[n] = m;
         rstd[n] = s;
     }
@@ -59,18 +67,19 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     for (int n = 0; n < N; n++) {
         const float *dy = dout + (size_t)n * C, *x = inp + (size_t)n * C;
         float m = mean[n], s = rstd[n];
-        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float dnorm = weight[c] * dy[c];
-            dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * (x[c] - m) * s;
+        vfloat acc_dnorm = vec_splat(0.0f), acc_dnorm_norm = vec_splat(0.0f);
+        for (int c = 0; c < C; c += VEC_WIDTH) {
+            vfloat dnorm = vec_load_partial(weight + c, C - c, 0.0f) * vec_load_partial(dy + c, C - c, 0.0f);
+            acc_dnorm += dnorm;
+            acc_dnorm_norm += dnorm * (vec_load_partial(x + c, C - c, m) - m) * s;
         }
-        dnorm_mean /= C;
-        dnorm_norm_mean /= C;
+        float dnorm_mean = vec_sum(acc_dnorm) / C, dnorm_norm_mean = vec_sum(acc_dnorm_norm) / C;
         float *dx = dinp + (size_t)n * C;
-        for (int c = 0; c < C; c++) {
-            float norm = (x[c] - m) * s;
-            dx[c] += (weight[c] * dy[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        for (int c = 0; c < C; c += VEC_WIDTH) {
+            vfloat norm = (vec_load_partial(x + c, C - c, m) - m) * s;
+            vfloat dnorm = vec_load_partial(weight + c, C - c, 0.0f) * vec_load_partial(dy + c, C - c, 0.0f);
+            vfloat v = vec_load_partial(dx + c, C - c, 0.0f) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+            vec_store_partial(dx + c, v, C - c);
         }
     }
     if (!dweight) return;

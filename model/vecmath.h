@@ -1,4 +1,4 @@
-// Vectorised exp for the elementwise hot loops (GELU, softmax), 8 floats at a time.
+// Vectorised exp for the elementwise hot loops (GELU, softmax), 8 or 16 floats at a time.
 //
 // libm's expf/tanhf are scalar calls that the compiler cannot vectorise: at classroom size they
 // made GELU the largest item of a training step (43 % of it). These are the Cephes expf
@@ -21,14 +21,26 @@
 #include <stdint.h>
 #include <string.h>
 
+// 16 lanes where the CPU has 512-bit vectors (AVX-512), else 8: GCC emulates a vector wider
+// than the hardware's with pairs of registers, which made the 16-lane exp slower on AVX2.
+#ifdef __AVX512F__
+#define VEC_WIDTH 16
+#else
 #define VEC_WIDTH 8
+#endif
 typedef float vfloat __attribute__((vector_size(VEC_WIDTH * sizeof(float))));
 typedef int32_t vint __attribute__((vector_size(VEC_WIDTH * sizeof(int32_t))));
 
-static inline vfloat vec_splat(float x) { return (vfloat){x, x, x, x, x, x, x, x}; }
+static inline vfloat vec_splat(float x) { return (vfloat){0} + x; }
 
 // The lanes' own indices 0 .. VEC_WIDTH - 1, for masks by position.
-static inline vint vec_lane_index(void) { return (vint){0, 1, 2, 3, 4, 5, 6, 7}; }
+static inline vint vec_lane_index(void) {
+#if VEC_WIDTH == 16
+    return (vint){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#else
+    return (vint){0, 1, 2, 3, 4, 5, 6, 7};
+#endif
+}
 
 static inline vfloat vec_load(const float *p) {
     vfloat v;
@@ -115,11 +127,38 @@ static inline float vec_max_of(const float *src, size_t n) {
     return vec_hmax(m);
 }
 
-// Lane sum in a fixed order (so a row's sum is the same bits on every run).
+// Lane sum in a fixed order (so a row's sum is the same bits on every run): halves added
+// lane-wise down to 4 lanes, then those in pairs.
 static inline float vec_sum(vfloat v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    float a[VEC_WIDTH];
+    memcpy(a, &v, sizeof a);
+    for (int w = VEC_WIDTH / 2; w >= 4; w /= 2)
+        for (int k = 0; k < w; k++) a[k] += a[k + w];
+    return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
+
+// Lane l of the result is lane l + s of v (s may be negative), 0 where that lane does not exist.
+static inline vfloat vec_shift(vfloat v, int s) {
+    vfloat zero = {0};
+    // __builtin_shuffle picks lane m of its first vector for m < VEC_WIDTH, else lane
+    // m - VEC_WIDTH of its second
+    return s >= 0 ? __builtin_shuffle(v, zero, vec_lane_index() + s)
+                  : __builtin_shuffle(zero, v, vec_lane_index() + (VEC_WIDTH + s));
+}
+
+// Lane l: the sum of lanes l .. VEC_WIDTH - 1 (suffix) or 0 .. l (prefix), in log2(VEC_WIDTH)
+// vector additions: a running sum without a chain of one scalar addition per element, and with
+// less rounding (each element passes through log2(VEC_WIDTH) additions inside its vector).
+static inline vfloat vec_suffix_sums(vfloat v) {
+    for (int s = 1; s < VEC_WIDTH; s *= 2) v += vec_shift(v, s);
+    return v;
+}
+
+static inline vfloat vec_prefix_sums(vfloat v) {
+    for (int s = 1; s < VEC_WIDTH; s *= 2) v += vec_shift(v, -s);
+    return v;
+}
 
 // dst[i] = e^(src[i] - shift) for i < n (dst may be src); returns their sum, in a fixed order.
 static inline float vec_exp_sum(float *dst, const float *src, size_t n, float shift) {

@@ -165,6 +165,26 @@ Test(layers, vector_sigmoid_matches_double_precision) {
     cr_expect(isnan(edge[2]));
 }
 
+// The running sums of cope's count: small integers, so that every order of addition is exact
+// and a lane out of place shows as a wrong sum.
+Test(layers, vector_prefix_and_suffix_sums_add_the_right_lanes) {
+    vfloat v;
+    for (int l = 0; l < VEC_WIDTH; l++) v[l] = (float)(1 << (l % 12)) + (float)l;
+    vfloat pre = vec_prefix_sums(v), suf = vec_suffix_sums(v);
+    for (int l = 0; l < VEC_WIDTH; l++) {
+        float p = 0.0f, s = 0.0f;
+        for (int m = 0; m <= l; m++) p += v[m];
+        for (int m = l; m < VEC_WIDTH; m++) s += v[m];
+        cr_expect_eq(pre[l], p, "prefix lane %d: %g, want %g", l, pre[l], p);
+        cr_expect_eq(suf[l], s, "suffix lane %d: %g, want %g", l, suf[l], s);
+    }
+    vfloat up = vec_shift(v, 3), down = vec_shift(v, -3);
+    for (int l = 0; l < VEC_WIDTH; l++) {
+        cr_expect_eq(up[l], l + 3 < VEC_WIDTH ? v[l + 3] : 0.0f);
+        cr_expect_eq(down[l], l >= 3 ? v[l - 3] : 0.0f);
+    }
+}
+
 Test(layers, vector_gelu_and_its_gradient_match_double_precision) {
     enum { N = 24001 };  // x from -12 to 12, not a multiple of 8: the padded tail is covered
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
