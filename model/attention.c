@@ -5,8 +5,8 @@
 // at T = 512 the products do 56% of the full-square work. Inside the diagonal block the
 // entries j > i are kept at zero so that the products need no masking.
 //
-// Hand-written register-blocked kernels for these products (4 rows at a time, 8-float vectors,
-// as the softmax below) were measured against sgemm and lost or tied: 5 % slower on a paper
+// Hand-written register-blocked kernels for these products (4 rows at a time, 8- and
+// 16-float vectors) were measured against sgemm and lost or tied: 5 % slower on a paper
 // step (T 512, d 64), within noise on classroom heads (T 64, d 16) once the softmax rows below
 // stopped stalling on partial loads (docs/speed.md). OpenBLAS keeps the products.
 #include <cblas.h>

@@ -9,7 +9,7 @@
 // a padded copy, so a value's result never depends on where a thread's chunk starts: results are
 // the same bits whatever the thread count.
 //
-// Error against glibc's expf/tanhf (tests/test_layers.c checks these bounds on a grid):
+// Error against glibc's expf/tanhf (tests/unit/test_layers.c checks these bounds on a grid):
 //   vec_exp: relative error below 2e-7 (2 ulp) for x in [-87, 88]; 0 below -87.3, +inf above 88.7
 //   gelu (x * sigmoid(2u), the tanh form): absolute error below 1e-6 * max(1, |x|)
 // Both are under float32 rounding of the products around them, so gradient checks and the
