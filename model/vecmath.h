@@ -138,25 +138,39 @@ static inline float vec_sum(vfloat v) {
 }
 
 
-// Lane l of the result is lane l + s of v (s may be negative), 0 where that lane does not exist.
-static inline vfloat vec_shift(vfloat v, int s) {
-    vfloat zero = {0};
-    // __builtin_shuffle picks lane m of its first vector for m < VEC_WIDTH, else lane
-    // m - VEC_WIDTH of its second
-    return s >= 0 ? __builtin_shuffle(v, zero, vec_lane_index() + s)
-                  : __builtin_shuffle(zero, v, vec_lane_index() + (VEC_WIDTH + s));
-}
+// Lane l of the result is lane l + s of v (VEC_SHIFT_DOWN) or lane l - s (VEC_SHIFT_UP), 0 where
+// that lane does not exist; s a constant in 1 .. VEC_WIDTH - 1. __builtin_shufflevector (GCC 12,
+// clang) takes constant indices into its two vectors placed end to end: past the first
+// vector's lanes are the zeros.
+#if VEC_WIDTH == 16
+#define VEC_LANES_FROM(s) (s), (s) + 1, (s) + 2, (s) + 3, (s) + 4, (s) + 5, (s) + 6, (s) + 7, \
+                          (s) + 8, (s) + 9, (s) + 10, (s) + 11, (s) + 12, (s) + 13, (s) + 14, (s) + 15
+#else
+#define VEC_LANES_FROM(s) (s), (s) + 1, (s) + 2, (s) + 3, (s) + 4, (s) + 5, (s) + 6, (s) + 7
+#endif
+#define VEC_SHIFT_DOWN(v, s) __builtin_shufflevector((v), (vfloat){0}, VEC_LANES_FROM(s))
+#define VEC_SHIFT_UP(v, s) __builtin_shufflevector((vfloat){0}, (v), VEC_LANES_FROM(VEC_WIDTH - (s)))
 
 // Lane l: the sum of lanes l .. VEC_WIDTH - 1 (suffix) or 0 .. l (prefix), in log2(VEC_WIDTH)
 // vector additions: a running sum without a chain of one scalar addition per element, and with
 // less rounding (each element passes through log2(VEC_WIDTH) additions inside its vector).
 static inline vfloat vec_suffix_sums(vfloat v) {
-    for (int s = 1; s < VEC_WIDTH; s *= 2) v += vec_shift(v, s);
+    v += VEC_SHIFT_DOWN(v, 1);
+    v += VEC_SHIFT_DOWN(v, 2);
+    v += VEC_SHIFT_DOWN(v, 4);
+#if VEC_WIDTH == 16
+    v += VEC_SHIFT_DOWN(v, 8);
+#endif
     return v;
 }
 
 static inline vfloat vec_prefix_sums(vfloat v) {
-    for (int s = 1; s < VEC_WIDTH; s *= 2) v += vec_shift(v, -s);
+    v += VEC_SHIFT_UP(v, 1);
+    v += VEC_SHIFT_UP(v, 2);
+    v += VEC_SHIFT_UP(v, 4);
+#if VEC_WIDTH == 16
+    v += VEC_SHIFT_UP(v, 8);
+#endif
     return v;
 }
 

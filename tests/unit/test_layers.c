@@ -178,10 +178,10 @@ Test(layers, vector_prefix_and_suffix_sums_add_the_right_lanes) {
         cr_expect_eq(pre[l], p, "prefix lane %d: %g, want %g", l, pre[l], p);
         cr_expect_eq(suf[l], s, "suffix lane %d: %g, want %g", l, suf[l], s);
     }
-    vfloat up = vec_shift(v, 3), down = vec_shift(v, -3);
+    vfloat down = VEC_SHIFT_DOWN(v, 3), up = VEC_SHIFT_UP(v, 3);
     for (int l = 0; l < VEC_WIDTH; l++) {
-        cr_expect_eq(up[l], l + 3 < VEC_WIDTH ? v[l + 3] : 0.0f);
-        cr_expect_eq(down[l], l >= 3 ? v[l - 3] : 0.0f);
+        cr_expect_eq(down[l], l + 3 < VEC_WIDTH ? v[l + 3] : 0.0f);
+        cr_expect_eq(up[l], l >= 3 ? v[l - 3] : 0.0f);
     }
 }
 
