@@ -431,7 +431,9 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     RunConfig *r = &a->run;
     // A preset's warmup suits its own --steps; a short trial run gets a tenth of its steps.
     if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
-    if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
+    // Only where 4 x --dim fits an int: a --dim past its range is refused by validate() below,
+    // and must not overflow here first (fuzz_flags found --dim 642222222).
+    if (!r->model.ffn_dim && r->model.n_embd <= INT_MAX / 4) r->model.ffn_dim = 4 * r->model.n_embd;
     if (!given_text(given, "min-lr")) r->min_lr = (float)(r->lr / 10.0);
     if (!given_text(given, "seq-len")) derive_context(r);
     // --data without a context from --seq-len, a preset named on purpose or --init: the

@@ -59,6 +59,8 @@ BAD_INPUT = [
     # ranges
     (["--layers", "0"], "--layers must be an integer from 1 to 64, got 0"),
     (["--dim", "0"], "--dim must be an integer from 1"),
+    # 4 x this overflowed an int when the FF width was derived from it (found by fuzz_flags)
+    (["--dim", "642222222"], "--dim must be an integer from 1"),
     (["--batch", "-3"], "--batch must be an integer from 1"),
     (["--steps", "0"], "--steps must be an integer from 1 to 9007199254740991, got 0"),
     (["--lr", "0"], "--lr must be a number > 0, got 0"),
