@@ -154,25 +154,18 @@ static inline float vec_sum(vfloat v) {
 // Lane l: the sum of lanes l .. VEC_WIDTH - 1 (suffix) or 0 .. l (prefix), in log2(VEC_WIDTH)
 // vector additions: a running sum without a chain of one scalar addition per element, and with
 // less rounding (each element passes through log2(VEC_WIDTH) additions inside its vector).
-static inline vfloat vec_suffix_sums(vfloat v) {
-    v += VEC_SHIFT_DOWN(v, 1);
-    v += VEC_SHIFT_DOWN(v, 2);
-    v += VEC_SHIFT_DOWN(v, 4);
+static inline vfloat vec_scan(vfloat v, int prefix) {
+    v += prefix ? VEC_SHIFT_UP(v, 1) : VEC_SHIFT_DOWN(v, 1);
+    v += prefix ? VEC_SHIFT_UP(v, 2) : VEC_SHIFT_DOWN(v, 2);
+    v += prefix ? VEC_SHIFT_UP(v, 4) : VEC_SHIFT_DOWN(v, 4);
 #if VEC_WIDTH == 16
-    v += VEC_SHIFT_DOWN(v, 8);
+    v += prefix ? VEC_SHIFT_UP(v, 8) : VEC_SHIFT_DOWN(v, 8);
 #endif
     return v;
 }
 
-static inline vfloat vec_prefix_sums(vfloat v) {
-    v += VEC_SHIFT_UP(v, 1);
-    v += VEC_SHIFT_UP(v, 2);
-    v += VEC_SHIFT_UP(v, 4);
-#if VEC_WIDTH == 16
-    v += VEC_SHIFT_UP(v, 8);
-#endif
-    return v;
-}
+static inline vfloat vec_suffix_sums(vfloat v) { return vec_scan(v, 0); }
+static inline vfloat vec_prefix_sums(vfloat v) { return vec_scan(v, 1); }
 
 // dst[i] = e^(src[i] - shift) for i < n (dst may be src); returns their sum, in a fixed order.
 static inline float vec_exp_sum(float *dst, const float *src, size_t n, float shift) {
