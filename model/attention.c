@@ -28,13 +28,9 @@ static float *pe_scratch(const AttentionSetup *s, int thread, int T) {
     return s->work + (size_t)thread * s->work_per_thread + attention_work_size(T);
 }
 
-// Entries j0 .. j0 + VEC_WIDTH - 1 of a row whose entries up to `end` may be read, lanes past
-// `last` set to `fill`. Whole-vector loads and a lane mask: a partial load at the diagonal
-// (scalar stores, then a vector load of them) stalled the store-to-load forwarding on every
-// row; only a vector crossing T, when T is not a multiple of VEC_WIDTH, loads partially.
+// A row's entries j0 .. as one vector, lanes past the diagonal `fill` (vec_load_masked).
 static inline vfloat row_load(const float *row, int j0, int last, int end, float fill) {
-    vfloat x = vec_load_partial(row + j0, (size_t)(end - j0), fill);
-    return vec_select(vec_lane_index() + j0 > last, vec_splat(fill), x);
+    return vec_load_masked(row + j0, j0, last, end, fill);
 }
 
 static inline void row_store(float *row, int j0, int end, vfloat x) {

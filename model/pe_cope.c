@@ -53,8 +53,7 @@ static inline Interp interp_at(float p) {
 static void cope_row_positions(float *p, const float *g, int i, int n, float pmax) {
     float carry = 0.0f;
     for (int j0 = i - i % VEC_WIDTH; j0 >= 0; j0 -= VEC_WIDTH) {
-        vfloat v = vec_load_partial(g + j0, (size_t)(n - j0), 0.0f);
-        v = vec_suffix_sums(vec_select(vec_lane_index() + j0 > i, vec_splat(0.0f), v)) + carry;
+        vfloat v = vec_suffix_sums(vec_load_masked(g + j0, j0, i, n, 0.0f)) + carry;
         carry = v[0];
         vec_store_partial(p + j0, vec_min(v, vec_splat(pmax)), (size_t)(n - j0));
     }

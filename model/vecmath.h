@@ -85,6 +85,15 @@ static inline vfloat vec_select(vint mask, vfloat a, vfloat b) {
 static inline vfloat vec_min(vfloat a, vfloat b) { return vec_select(a < b, a, b); }
 static inline vfloat vec_max(vfloat a, vfloat b) { return vec_select(a > b, a, b); }
 
+// Entries j0 .. j0 + VEC_WIDTH - 1 of a row (p points at entry j0) whose entries up to `end`
+// may be read, lanes past entry `last` set to `fill`. Whole-vector loads and a lane mask: a
+// partial load where the valid entries stop (scalar stores, then a vector load of them) stalls
+// store-to-load forwarding; only a vector crossing `end` loads partially.
+static inline vfloat vec_load_masked(const float *p, int j0, int last, int end, float fill) {
+    vfloat x = vec_load_partial(p, (size_t)(end - j0), fill);
+    return vec_select(vec_lane_index() + j0 > last, vec_splat(fill), x);
+}
+
 // e^x: x = n ln2 + r with |r| <= ln2 / 2, e^r by the Cephes polynomial, 2^n by the exponent
 // bits. x is clamped to [-87.3, 88.7] first, where 2^n stays a normal float; past the ends the
 // result is set to exactly 0 and +inf, as expf's underflow and overflow give.

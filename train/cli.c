@@ -431,9 +431,7 @@ static int derive(CliArgs *a, const char **given, const RunConfig *init_from, ch
     RunConfig *r = &a->run;
     // A preset's warmup suits its own --steps; a short trial run gets a tenth of its steps.
     if (!given_text(given, "warmup") && r->warmup > r->steps / 10) r->warmup = r->steps / 10;
-    // Only where 4 x --dim fits an int: a --dim past its range is refused by validate() below,
-    // and must not overflow here first (fuzz_flags found --dim 642222222).
-    if (!r->model.ffn_dim && r->model.n_embd <= INT_MAX / 4) r->model.ffn_dim = 4 * r->model.n_embd;
+    if (!r->model.ffn_dim) r->model.ffn_dim = 4 * r->model.n_embd;
     if (!given_text(given, "min-lr")) r->min_lr = (float)(r->lr / 10.0);
     if (!given_text(given, "seq-len")) derive_context(r);
     // --data without a context from --seq-len, a preset named on purpose or --init: the
@@ -658,9 +656,14 @@ int cli_parse(int argc, char **argv, CliArgs *a, char *err, size_t errlen) {
     else if (start_new_run(a, given, init ? &ckpt : NULL, err, errlen)) return -1;
     preset = *a;
 
-    // Explicit flags last, in table order, so that --preset reads the final --task.
+    // Explicit flags last, in table order, so that --preset reads the final --task. Each is
+    // range-checked as it is read, so that nothing is derived from a value out of range
+    // (fuzz_flags found --dim 642222222, whose 4x, the default --ffn, overflowed an int);
+    // validate() checks every value again once the derived ones are in.
     for (int i = 0; i < table.n; i++)
-        if (given[i] && parse_value(&table.row[i], given[i], a, err, errlen)) return -1;
+        if (given[i] && (parse_value(&table.row[i], given[i], a, err, errlen) ||
+                         flags_check_range(&table, &table.row[i], a, err, errlen)))
+            return -1;
     if (resume && check_against_checkpoint(a, given, &ckpt, resume, SCOPE_TRAIN, "", err, errlen))
         return -1;
     if (init && check_against_checkpoint(a, given, &ckpt, init, SCOPE_MODEL,
