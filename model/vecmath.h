@@ -31,7 +31,9 @@
 typedef float vfloat __attribute__((vector_size(VEC_WIDTH * sizeof(float))));
 typedef int32_t vint __attribute__((vector_size(VEC_WIDTH * sizeof(int32_t))));
 
-static inline vfloat vec_splat(float x) { return (vfloat){0} + x; }
+// x in every lane. x - 0 is x exactly (-0 included), so this is a plain broadcast; 0 + x would
+// add (it turns -0 into +0, so the compiler must keep the addition).
+static inline vfloat vec_splat(float x) { return x - (vfloat){0}; }
 
 // The lanes' own indices 0 .. VEC_WIDTH - 1, for masks by position.
 static inline vint vec_lane_index(void) {
@@ -145,7 +147,6 @@ static inline float vec_sum(vfloat v) {
         for (int k = 0; k < w; k++) a[k] += a[k + w];
     return (a[0] + a[1]) + (a[2] + a[3]);
 }
-
 
 // Lane l of the result is lane l + s of v (VEC_SHIFT_DOWN) or lane l - s (VEC_SHIFT_UP), 0 where
 // that lane does not exist; s a constant in 1 .. VEC_WIDTH - 1. __builtin_shufflevector (GCC 12,
